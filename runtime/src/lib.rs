@@ -1,0 +1,28 @@
+//! gort-runtime: an M:N green-thread runtime on Go's G/P/M model.
+//!
+//! - **G** ([`g`](crate)): a stackful coroutine on a stack gort maps itself.
+//! - **P**: a logical processor with a local run queue; `GORT_MAXPROCS` of them.
+//! - **M**: an OS thread that holds a P and runs the scheduler loop.
+//!
+//! Start with [`go!`] / [`spawn`] and [`JoinHandle::join`]. The runtime starts itself on
+//! first use. `docs/ARCHITECTURE.md` in the repository explains the machinery.
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+
+mod config;
+mod g;
+mod join;
+mod park;
+mod sched;
+mod signal;
+mod stack;
+
+pub use join::{spawn, Builder, JoinHandle};
+pub use join::{max_procs, num_green_threads, yield_now};
+
+/// Which stack-guard mechanism the process uses: `"madvise"` (`MADV_GUARD_INSTALL`, one
+/// kernel mapping per arena), `"mprotect"` (two mappings per stack), or `"undecided"` before
+/// the first stack was handed out. For diagnostics and tests.
+#[doc(hidden)]
+pub fn __stack_guard_kind() -> &'static str {
+    stack::guard_kind()
+}

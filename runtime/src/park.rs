@@ -1,0 +1,138 @@
+//! Parking: the one primitive every blocking operation stands on.
+//!
+//! [`park`] blocks the caller until a matching [`Unparker::unpark`]; it works the same for a
+//! G (which gives its M back to the scheduler) and for a plain OS thread (which blocks in
+//! `std::thread::park`). Both follow std's *token* semantics: an `unpark` that arrives
+//! before the `park` makes that `park` return at once, and `park` may return spuriously,
+//! so callers re-check their condition in a loop.
+//!
+//! # The G protocol
+//!
+//! A G's state word moves like this (see `g.rs` for the constants):
+//!
+//! ```text
+//!            park()                 M, after the switch            unpark()
+//!   ACTIVE ---------> PARKING ---------------------------> PARKED ---------> ACTIVE + queued
+//!     |  ^               | unpark()                                            (ready)
+//!     |  | park()        v
+//!     |  +---------- NOTIFIED <--- unpark() while ACTIVE
+//!     +-----------------^
+//! ```
+//!
+//! The race to get right is an `unpark` arriving while the G is still switching off its
+//! stack. The G never decides whether it really sleeps: it moves ACTIVE → PARKING and
+//! switches to its M; only the M, with the G fully off its stack, tries PARKING → PARKED.
+//! If an `unpark` got in first (PARKING → NOTIFIED), the CAS fails and the M resumes the G
+//! at once. If the M's CAS wins, the G belongs to its waiters, and the `unpark` that moves
+//! PARKED → ACTIVE is the only one that queues it. So a G is resumed by at most one M at a
+//! time, and a wake-up is never lost: every `unpark` either leaves a token the G will
+//! consume, or finds it PARKED and queues it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::Thread;
+
+use crate::g::{Suspend, ACTIVE, DEAD, G, NOTIFIED, PARKED, PARKING};
+use crate::sched::{current_g, sched, suspend};
+
+/// A handle that wakes one parked G or OS thread.
+#[derive(Clone)]
+pub(crate) enum Unparker {
+    /// A green thread.
+    G(Arc<G>),
+    /// An OS thread outside the runtime.
+    Thread(Thread),
+}
+
+impl Unparker {
+    /// The handle of the caller: its G when it runs on one, else its OS thread.
+    pub(crate) fn current() -> Unparker {
+        let g = current_g();
+        if g.is_null() {
+            Unparker::Thread(std::thread::current())
+        } else {
+            // SAFETY: `g` is the running G, kept alive by the M running it; every G lives
+            // in an `Arc` (see `Sched::spawn_g`), so bumping its count is sound.
+            unsafe {
+                Arc::increment_strong_count(g);
+                Unparker::G(Arc::from_raw(g))
+            }
+        }
+    }
+
+    /// Wakes the parked G or thread, or leaves it a token if it is not parked yet.
+    pub(crate) fn unpark(&self) {
+        match self {
+            Unparker::Thread(t) => t.unpark(),
+            Unparker::G(g) => unpark_g(g),
+        }
+    }
+}
+
+fn unpark_g(g: &Arc<G>) {
+    let mut cur = g.state.load(Ordering::Relaxed);
+    loop {
+        let next = match cur {
+            NOTIFIED | DEAD => return,
+            ACTIVE | PARKING => NOTIFIED,
+            PARKED => ACTIVE,
+            other => unreachable!("bad G state {other}"),
+        };
+        // AcqRel: Release makes the waker's writes (the condition it changed) visible to
+        // the G, which reads the token with Acquire; Acquire on PARKED -> ACTIVE pairs with
+        // the M's Release CAS PARKING -> PARKED, so the suspended coroutine is complete
+        // before we queue it.
+        match g
+            .state
+            .compare_exchange(cur, next, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                if cur == PARKED {
+                    sched().ready(g.clone());
+                }
+                return;
+            }
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// Blocks the caller until an `unpark` (or returns at once if a token is waiting; may also
+/// return spuriously).
+pub(crate) fn park() {
+    let g = current_g();
+    if g.is_null() {
+        std::thread::park();
+        return;
+    }
+    // SAFETY: `g` is the running G; it stays alive while it runs.
+    let state = unsafe { &(*g).state };
+    // A token waiting: consume it. Acquire pairs with the waker's Release.
+    if state
+        .compare_exchange(NOTIFIED, ACTIVE, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+    {
+        return;
+    }
+    match state.compare_exchange(ACTIVE, PARKING, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: `g` is the G running on this thread.
+        Ok(_) => unsafe { suspend(g, Suspend::Park) },
+        Err(NOTIFIED) => {
+            // A token arrived between the two CASes: consume it. Acquire as above.
+            state.store(ACTIVE, Ordering::Relaxed);
+            std::sync::atomic::fence(Ordering::Acquire);
+        }
+        Err(other) => unreachable!("park in G state {other}"),
+    }
+}
+
+/// Yields the running G to the scheduler (or the OS thread to the OS).
+pub(crate) fn yield_now() {
+    let g = current_g();
+    if g.is_null() {
+        std::thread::yield_now();
+    } else {
+        // SAFETY: `g` is the G running on this thread.
+        unsafe { suspend(g, Suspend::Yield) }
+    }
+}

@@ -1,0 +1,887 @@
+//! The scheduler: P's, M's, the run queues, `schedule`/`findRunnable`, and the spinning-M
+//! protocol that keeps idle M's asleep without ever losing a wake-up.
+//!
+//! # The worker-parking problem
+//!
+//! (After Go's proc.go.) We want to keep just enough M's running to use the P's, and to
+//! park the rest, so that a program with little parallelism burns no CPU. Two goals pull
+//! apart: waking an M for every readied G wastes futex calls when other M's are about to
+//! find the G anyway; waking too few leaves work stranded in a queue while M's sleep.
+//!
+//! The protocol. An M whose local queue is empty becomes *spinning* (counted in
+//! `nmspinning`) while it looks for work in the global queue and the other P's queues; at
+//! most half of the busy P's have a spinning M. Whoever readies a G (the *submitter*)
+//! publishes it in a queue, then issues a SeqCst fence, then wakes an idle M (handing it an
+//! idle P) **only if there is an idle P and no M is spinning** (`wakep`): a spinning M will
+//! find the G. When a spinning M finds work it stops spinning, and if it was the last one it
+//! calls `wakep` itself, because there may be more work than it can run.
+//!
+//! An M that finds nothing gives its P back to the idle list (`npidle += 1`, SeqCst),
+//! stops spinning (`nmspinning -= 1`, SeqCst), issues a SeqCst fence and then **looks at
+//! every queue once more** before it sleeps. Proof sketch that no G is stranded: let the
+//! submitter's queue push be W, its fence F1 and its reads of `npidle`/`nmspinning` R; let
+//! the idler's counter updates be U, its fence F2 and its queue reads Q. The two fences are
+//! ordered in SeqCst order. If F1 comes first, Q sees W (the fence pair orders W before Q)
+//! and the idler keeps the P and runs the G. If F2 comes first, R sees U: the submitter
+//! sees an idle P and (if no one else spins) wakes an M. Either way someone runs the G.
+//! This is the Dekker/store-buffer pattern; Acquire/Release alone would allow both sides
+//! to read the old values, which is why these two places use SeqCst fences.
+//!
+//! # Where a G can be
+//!
+//! A runnable G is in exactly one place: a P's `runnext`, a P's local queue, the global
+//! queue, or on an M (being resumed). A parked G is in no queue: the only references to it
+//! are the waiters' `Unparker`s. The `Arc<G>` in a queue *is* the right to run it.
+
+use std::cell::{Cell, UnsafeCell};
+use std::ptr;
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::Thread;
+
+use corosensei::CoroutineResult;
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+
+use crate::config::{Config, MAX_PROCS};
+use crate::g::{Coro, Suspend, Task, ACTIVE, DEAD, G, NOTIFIED, PARKED, PARKING};
+use crate::signal::{self, Running};
+use crate::stack::{self, GStack, StackClass};
+
+/// A runnable G. Owning one is the right to run it.
+pub(crate) type GRef = Arc<G>;
+
+/// Local run queue capacity (Go's 256); beyond it half the queue spills to the global one.
+const RUNQ_CAP: usize = 256;
+/// A global-queue check every this many schedules, for fairness (Go's 61).
+const GLOBAL_TICK: u32 = 61;
+/// Stealing rounds over all P's before an M gives up.
+const STEAL_ROUNDS: usize = 4;
+/// Most G's taken from a victim (half of a full queue).
+const STEAL_MAX: usize = RUNQ_CAP / 2;
+/// Dead G structs a P keeps for reuse.
+const GFREE_CAP: usize = 64;
+/// Stacks a P keeps; beyond it half move to the global lists.
+const STACK_CACHE_CAP: usize = 32;
+/// G ids a P reserves at once (Go's goidcache).
+const GOID_BATCH: u64 = 16;
+/// Dirty stacks an M scrubs per class before it sleeps.
+const SCRUB_BATCH: usize = 256;
+/// A P index meaning "none".
+pub(crate) const NO_P: usize = usize::MAX;
+
+/// A logical processor: the right to run G's, with the queues and caches that go with it.
+pub(crate) struct P {
+    /// The local run queue. Only the M holding this P pushes and pops it.
+    runq: UnsafeCell<Worker<GRef>>,
+    /// Any M may steal from the local queue through this.
+    stealer: Stealer<GRef>,
+    /// The G readied last by the running G, run next (an `Arc<G>` from `into_raw`, or
+    /// null). The owner swaps it in; stealers may swap it out.
+    runnext: AtomicPtr<G>,
+    /// Caches only the holder of the P touches.
+    local: UnsafeCell<PLocal>,
+    /// G's spawned on this P / finished on this P. Written only by the holder of the P
+    /// (load + store, no read-modify-write); read by anyone.
+    spawned: AtomicU64,
+    finished: AtomicU64,
+}
+
+struct PLocal {
+    schedtick: u32,
+    gfree: Vec<GRef>,
+    stacks: Vec<GStack>,
+    goid_next: u64,
+    goid_end: u64,
+}
+
+// SAFETY: `runq` and `local` are touched only by the M that holds the P (taken from the idle
+// list under the idle lock, or handed to it by `startm`), and by G's running on that M,
+// which are on that M's thread. A P changes hands only through the idle lock or the
+// MNote's `nextp` (Release/Acquire), which order the previous holder's accesses before the
+// next holder's. Everything else in P is atomic or immutable.
+unsafe impl Sync for P {}
+// SAFETY: as above; a P is never moved after the scheduler is built.
+unsafe impl Send for P {}
+
+impl P {
+    /// # Safety
+    /// The caller holds this P (see the `Sync` impl).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn local(&self) -> &mut PLocal {
+        // SAFETY: the caller holds the P, so no one else touches `local`.
+        unsafe { &mut *self.local.get() }
+    }
+
+    /// # Safety
+    /// The caller holds this P.
+    unsafe fn runq(&self) -> &Worker<GRef> {
+        // SAFETY: the caller holds the P.
+        unsafe { &*self.runq.get() }
+    }
+
+    fn has_work(&self) -> bool {
+        !self.stealer.is_empty() || !self.runnext.load(Ordering::Relaxed).is_null()
+    }
+}
+
+/// A parked M's mailbox: `startm` puts a P in `nextp` and unparks the thread.
+struct MNote {
+    /// The P handed over, or NO_P. Written (Release) by `startm` after `spinning`; read
+    /// (Acquire) by the parked M, which then owns the P.
+    nextp: AtomicUsize,
+    /// Whether the M is counted in `nmspinning` on its hand-over.
+    spinning: AtomicBool,
+    thread: Thread,
+}
+
+struct Idle {
+    /// Idle P's, most recently idled last.
+    pidle: Vec<usize>,
+    /// Parked M's.
+    midle: Vec<Arc<MNote>>,
+}
+
+/// The scheduler (Go's `schedt` plus the P array).
+pub(crate) struct Sched {
+    pub(crate) procs: usize,
+    ps: Box<[P]>,
+    /// The global run queue.
+    injector: Injector<GRef>,
+    /// Idle P's and parked M's, under one lock.
+    idle: Mutex<Idle>,
+    /// `idle.pidle.len()`, readable without the lock. Updated under the lock, SeqCst: it is
+    /// one side of the submitter/idler protocol (module docs).
+    npidle: AtomicUsize,
+    /// M's looking for work. SeqCst for the same reason.
+    nmspinning: AtomicUsize,
+    /// M's started so far (names them).
+    mcount: AtomicUsize,
+    /// The default stack class.
+    pub(crate) stacks: &'static StackClass,
+    /// G's spawned from outside the runtime (no P).
+    ext_spawned: AtomicU64,
+    /// Next G id.
+    next_goid: AtomicU64,
+    /// Strides coprime with `procs`, for random-order stealing.
+    coprimes: Vec<usize>,
+}
+
+static SCHED: OnceLock<Sched> = OnceLock::new();
+
+/// The scheduler, started on first use.
+pub(crate) fn sched() -> &'static Sched {
+    SCHED.get_or_init(|| Sched::new(Config::from_env()))
+}
+
+thread_local! {
+    /// The P held by the M on this thread, or NO_P (also on non-M threads).
+    static CUR_P: Cell<usize> = const { Cell::new(NO_P) };
+    /// The G running on this thread, or null.
+    static CUR_G: Cell<*const G> = const { Cell::new(ptr::null()) };
+}
+
+// Thread-local accessors are never inlined: a G may move to another OS thread at any
+// blocking point, and a TLS address computed before one and reused after it (LLVM may cache
+// it within one function) would point into the old thread's storage.
+
+/// The P of the current M, or NO_P.
+#[inline(never)]
+pub(crate) fn current_p() -> usize {
+    CUR_P.with(|c| c.get())
+}
+
+#[inline(never)]
+fn set_current_p(p: usize) {
+    CUR_P.with(|c| c.set(p));
+}
+
+/// The G running on this thread, or null.
+#[inline(never)]
+pub(crate) fn current_g() -> *const G {
+    CUR_G.with(|c| c.get())
+}
+
+#[inline(never)]
+fn set_current_g(g: *const G) {
+    CUR_G.with(|c| c.set(g));
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; recover from poisoning anyway.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+impl Sched {
+    fn new(cfg: Config) -> Sched {
+        assert!((1..=MAX_PROCS).contains(&cfg.procs));
+        stack::set_guard_mode(cfg.guard_mode);
+        signal::install();
+        let ps: Box<[P]> = (0..cfg.procs)
+            .map(|_| {
+                let w = Worker::new_fifo();
+                let stealer = w.stealer();
+                P {
+                    runq: UnsafeCell::new(w),
+                    stealer,
+                    runnext: AtomicPtr::new(ptr::null_mut()),
+                    local: UnsafeCell::new(PLocal {
+                        schedtick: 0,
+                        gfree: Vec::new(),
+                        stacks: Vec::new(),
+                        goid_next: 0,
+                        goid_end: 0,
+                    }),
+                    spawned: AtomicU64::new(0),
+                    finished: AtomicU64::new(0),
+                }
+            })
+            .collect();
+        let coprimes = (1..=cfg.procs)
+            .filter(|&i| gcd(i, cfg.procs) == 1)
+            .collect();
+        Sched {
+            procs: cfg.procs,
+            ps,
+            injector: Injector::new(),
+            // Highest index last so P 0 is taken first.
+            idle: Mutex::new(Idle {
+                pidle: (0..cfg.procs).rev().collect(),
+                midle: Vec::new(),
+            }),
+            npidle: AtomicUsize::new(cfg.procs),
+            nmspinning: AtomicUsize::new(0),
+            mcount: AtomicUsize::new(0),
+            stacks: StackClass::for_size(cfg.stack_size),
+            ext_spawned: AtomicU64::new(0),
+            next_goid: AtomicU64::new(1),
+            coprimes,
+        }
+    }
+
+    /// G's spawned and not yet finished.
+    pub(crate) fn live_gs(&self) -> usize {
+        let mut spawned = self.ext_spawned.load(Ordering::Relaxed);
+        let mut finished = 0u64;
+        for p in self.ps.iter() {
+            spawned += p.spawned.load(Ordering::Relaxed);
+            finished += p.finished.load(Ordering::Relaxed);
+        }
+        spawned.saturating_sub(finished) as usize
+    }
+
+    // ---- spawning -------------------------------------------------------------------
+
+    /// Creates a G for `task` and makes it runnable. `stack` is a stack bound eagerly
+    /// (`Builder`), or `None` to bind one when the G first runs.
+    pub(crate) fn spawn_g(
+        &'static self,
+        task: Arc<dyn Task>,
+        name: Option<Box<str>>,
+        class: &'static StackClass,
+        coro: Option<impl FnOnce(*const G) -> Coro>,
+    ) -> u64 {
+        let pid = current_p();
+        if pid != NO_P {
+            let p = &self.ps[pid];
+            // SAFETY: CUR_P says this thread's M holds `p`.
+            let l = unsafe { p.local() };
+            if l.goid_next == l.goid_end {
+                l.goid_next = self.next_goid.fetch_add(GOID_BATCH, Ordering::Relaxed);
+                l.goid_end = l.goid_next + GOID_BATCH;
+            }
+            let id = l.goid_next;
+            l.goid_next += 1;
+            let g = match l.gfree.pop() {
+                Some(mut g) => {
+                    G::reuse(&mut g, id, name, task, class);
+                    g
+                }
+                None => Arc::new(G::new(id, name, task, class)),
+            };
+            if let Some(make) = coro {
+                // SAFETY: the G is not published yet; we own it.
+                unsafe { g.owned() }.coro = Some(make(Arc::as_ptr(&g)));
+            }
+            // Owner-only counter: a plain load and store (module docs of P).
+            p.spawned
+                .store(p.spawned.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            // SAFETY: we hold `p`.
+            unsafe { self.runqput(p, g, true) };
+            self.wakep();
+            id
+        } else {
+            let id = self.next_goid.fetch_add(1, Ordering::Relaxed);
+            let g = Arc::new(G::new(id, name, task, class));
+            if let Some(make) = coro {
+                // SAFETY: the G is not published yet; we own it.
+                unsafe { g.owned() }.coro = Some(make(Arc::as_ptr(&g)));
+            }
+            self.ext_spawned.fetch_add(1, Ordering::Relaxed);
+            self.injector.push(g);
+            self.wakep();
+            id
+        }
+    }
+
+    /// Notes that a G finished on the current P. Called by the G itself, on its stack,
+    /// before it publishes its result (so `join` never sees a finished G still counted).
+    pub(crate) fn note_finished(&self) {
+        let pid = current_p();
+        debug_assert_ne!(pid, NO_P, "a G always runs on an M holding a P");
+        let p = &self.ps[pid];
+        p.finished
+            .store(p.finished.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    // ---- run queues -----------------------------------------------------------------
+
+    /// Puts `g` on `p`'s queue: in `runnext` if `next` (kicking the old one to the tail),
+    /// else at the tail; half the queue spills to the global queue when it is full.
+    ///
+    /// # Safety
+    /// The caller holds `p`.
+    unsafe fn runqput(&self, p: &P, g: GRef, next: bool) {
+        let mut g = g;
+        if next {
+            // AcqRel: Release publishes the G to a stealer that swaps it out; Acquire takes
+            // the old one's contents from whoever put it there.
+            let old = p.runnext.swap(Arc::into_raw(g).cast_mut(), Ordering::AcqRel);
+            if old.is_null() {
+                return;
+            }
+            // SAFETY: non-null runnext values come from `Arc::into_raw`, and the swap made
+            // us the only owner of this one.
+            g = unsafe { Arc::from_raw(old) };
+        }
+        // SAFETY: the caller holds `p`.
+        let q = unsafe { p.runq() };
+        if q.len() < RUNQ_CAP {
+            q.push(g);
+        } else {
+            self.runqputslow(q, g);
+        }
+    }
+
+    /// Moves half of a full local queue, then `g`, to the global queue (Go's runqputslow).
+    fn runqputslow(&self, q: &Worker<GRef>, g: GRef) {
+        for _ in 0..RUNQ_CAP / 2 {
+            match q.pop() {
+                Some(x) => self.injector.push(x),
+                None => break,
+            }
+        }
+        self.injector.push(g);
+    }
+
+    /// Takes the next G of `p`: runnext first, then the local queue.
+    ///
+    /// # Safety
+    /// The caller holds `p`.
+    unsafe fn runqget(&self, p: &P) -> Option<GRef> {
+        if !p.runnext.load(Ordering::Relaxed).is_null() {
+            // Acquire: pairs with the AcqRel swap that put the G there.
+            let g = p.runnext.swap(ptr::null_mut(), Ordering::Acquire);
+            if !g.is_null() {
+                // SAFETY: from `Arc::into_raw`; the swap made us its only owner.
+                return Some(unsafe { Arc::from_raw(g) });
+            }
+        }
+        // SAFETY: the caller holds `p`.
+        unsafe { p.runq() }.pop()
+    }
+
+    /// Takes a batch from the global queue into `p`'s local queue, returning one G.
+    ///
+    /// # Safety
+    /// The caller holds `p`.
+    unsafe fn globrunqget(&self, p: &P) -> Option<GRef> {
+        let n = (self.injector.len() / self.procs + 1).min(STEAL_MAX);
+        loop {
+            // SAFETY: the caller holds `p`.
+            match self
+                .injector
+                .steal_batch_with_limit_and_pop(unsafe { p.runq() }, n)
+            {
+                Steal::Success(g) => return Some(g),
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    /// Makes a G runnable from wherever the caller is: on the current P's `runnext` if this
+    /// thread is an M, else on the global queue. Then `wakep`.
+    pub(crate) fn ready(&self, g: GRef) {
+        let pid = current_p();
+        if pid != NO_P {
+            // SAFETY: CUR_P says this thread's M holds the P.
+            unsafe { self.runqput(&self.ps[pid], g, true) };
+        } else {
+            self.injector.push(g);
+        }
+        self.wakep();
+    }
+
+    // ---- waking M's -----------------------------------------------------------------
+
+    /// Wakes an idle M with an idle P if there is an idle P and no M is spinning (Go's
+    /// wakep). Called after publishing work.
+    pub(crate) fn wakep(&self) {
+        // SeqCst fence: the submitter's half of the protocol in the module docs. It orders
+        // our queue push before the loads below, pairing with the fence an idling M issues
+        // between its counter updates and its last look at the queues.
+        fence(Ordering::SeqCst);
+        if self.npidle.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if self.nmspinning.load(Ordering::Relaxed) != 0
+            || self
+                .nmspinning
+                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.startm(true);
+    }
+
+    /// Gets an idle P and runs an M on it: a parked M if any, else a new thread. With
+    /// `spinning`, the caller has already counted the M in `nmspinning`.
+    fn startm(&self, spinning: bool) {
+        let mut idle = lock(&self.idle);
+        let Some(pid) = idle.pidle.pop() else {
+            drop(idle);
+            if spinning {
+                self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            }
+            return;
+        };
+        self.npidle.fetch_sub(1, Ordering::SeqCst);
+        let m = idle.midle.pop();
+        drop(idle);
+        match m {
+            Some(note) => {
+                note.spinning.store(spinning, Ordering::Relaxed);
+                // Release: hands the P (and `spinning`) over; pairs with the parked M's
+                // Acquire swap of `nextp`.
+                note.nextp.store(pid, Ordering::Release);
+                note.thread.unpark();
+            }
+            None => self.newm(pid, spinning),
+        }
+    }
+
+    fn newm(&self, pid: usize, spinning: bool) {
+        let n = self.mcount.fetch_add(1, Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name(format!("gort-m{n}"))
+            .spawn(move || mstart(pid, spinning));
+        if let Err(e) = spawned {
+            // No thread: give the P back so that another M can take it, and say why.
+            eprintln!("gort: cannot start an OS thread for the scheduler: {e}");
+            if spinning {
+                self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            }
+            self.pidleput(pid);
+        }
+    }
+
+    fn pidleput(&self, pid: usize) {
+        let mut idle = lock(&self.idle);
+        idle.pidle.push(pid);
+        self.npidle.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Is there a runnable G in any queue?
+    fn any_work(&self) -> bool {
+        !self.injector.is_empty() || self.ps.iter().any(P::has_work)
+    }
+}
+
+/// An M: the scheduler loop on an OS thread's own stack.
+struct M {
+    sched: &'static Sched,
+    /// The held P's index.
+    p: usize,
+    spinning: bool,
+    note: Arc<MNote>,
+    rng: u64,
+}
+
+fn mstart(pid: usize, spinning: bool) {
+    signal::ensure_altstack();
+    let sched = sched();
+    let mut m = M {
+        sched,
+        p: pid,
+        spinning,
+        note: Arc::new(MNote {
+            nextp: AtomicUsize::new(NO_P),
+            spinning: AtomicBool::new(false),
+            thread: std::thread::current(),
+        }),
+        rng: 0x9E37_79B9_7F4A_7C15 ^ (pid as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+    };
+    set_current_p(pid);
+    m.schedule();
+}
+
+impl M {
+    fn p(&self) -> &'static P {
+        &self.sched.ps[self.p]
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        // xorshift64*
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Go's `schedule`: find a G, run it, forever.
+    fn schedule(&mut self) -> ! {
+        loop {
+            let g = self.find_runnable();
+            if self.spinning {
+                self.reset_spinning();
+            }
+            self.execute(g);
+        }
+    }
+
+    /// Stops spinning; the last spinner to find work wakes another M, since there may be
+    /// more work than this one can run.
+    fn reset_spinning(&mut self) {
+        self.spinning = false;
+        if self.sched.nmspinning.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.sched.wakep();
+        }
+    }
+
+    /// Go's `findRunnable`: local, global, steal; else give the P back and sleep.
+    fn find_runnable(&mut self) -> GRef {
+        let s = self.sched;
+        'top: loop {
+            let p = self.p();
+            // SAFETY (all `unsafe` calls on `p` in this loop): this M holds `p`.
+            let tick = unsafe { p.local() }.schedtick;
+            if tick % GLOBAL_TICK == 0 && !s.injector.is_empty() {
+                if let Some(g) = unsafe { s.globrunqget(p) } {
+                    return g;
+                }
+            }
+            if let Some(g) = unsafe { s.runqget(p) } {
+                return g;
+            }
+            if !s.injector.is_empty() {
+                if let Some(g) = unsafe { s.globrunqget(p) } {
+                    return g;
+                }
+            }
+            // Steal, if not too many M's already are.
+            let busy = s.procs - s.npidle.load(Ordering::Relaxed);
+            if self.spinning || 2 * s.nmspinning.load(Ordering::Relaxed) < busy {
+                if !self.spinning {
+                    self.spinning = true;
+                    s.nmspinning.fetch_add(1, Ordering::SeqCst);
+                }
+                if let Some(g) = self.steal_work() {
+                    return g;
+                }
+            }
+            // Nothing: scrub the stack caches while we still hold the P (off the hot path),
+            // then give the P back.
+            self.scrub_stacks();
+            {
+                let mut idle = lock(&s.idle);
+                if !s.injector.is_empty() {
+                    drop(idle);
+                    if let Some(g) = unsafe { s.globrunqget(p) } {
+                        return g;
+                    }
+                    continue 'top;
+                }
+                idle.pidle.push(self.p);
+                s.npidle.fetch_add(1, Ordering::SeqCst);
+            }
+            self.p = NO_P;
+            set_current_p(NO_P);
+            if self.spinning {
+                self.spinning = false;
+                s.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            }
+            // SeqCst fence: the idler's half of the protocol (module docs); pairs with the
+            // fence in `wakep`. Then one more look at every queue.
+            fence(Ordering::SeqCst);
+            if s.any_work() {
+                let mut idle = lock(&s.idle);
+                if let Some(pid) = idle.pidle.pop() {
+                    s.npidle.fetch_sub(1, Ordering::SeqCst);
+                    drop(idle);
+                    self.p = pid;
+                    set_current_p(pid);
+                    self.spinning = true;
+                    s.nmspinning.fetch_add(1, Ordering::SeqCst);
+                    continue 'top;
+                }
+            }
+            self.stopm();
+        }
+    }
+
+    /// Visits the other P's in a random order, taking half of a victim's queue; the last
+    /// round also takes a victim's runnext.
+    fn steal_work(&mut self) -> Option<GRef> {
+        let s = self.sched;
+        let n = s.procs;
+        if n == 1 {
+            return None;
+        }
+        let p = self.p();
+        for round in 0..STEAL_ROUNDS {
+            let r = self.next_rand() as usize;
+            let start = r % n;
+            let stride = s.coprimes[(r >> 16) % s.coprimes.len()];
+            let mut i = start;
+            for _ in 0..n {
+                if i != self.p {
+                    let victim = &s.ps[i];
+                    loop {
+                        // SAFETY: this M holds `p`, the destination.
+                        match victim
+                            .stealer
+                            .steal_batch_with_limit_and_pop(unsafe { p.runq() }, STEAL_MAX)
+                        {
+                            Steal::Success(g) => return Some(g),
+                            Steal::Empty => break,
+                            Steal::Retry => continue,
+                        }
+                    }
+                    if round == STEAL_ROUNDS - 1
+                        && !victim.runnext.load(Ordering::Relaxed).is_null()
+                    {
+                        // Acquire: pairs with the owner's AcqRel swap that put it there.
+                        let g = victim.runnext.swap(ptr::null_mut(), Ordering::Acquire);
+                        if !g.is_null() {
+                            // SAFETY: from `Arc::into_raw`; the swap made us its owner.
+                            return Some(unsafe { Arc::from_raw(g) });
+                        }
+                    }
+                }
+                i = (i + stride) % n;
+            }
+            if !s.injector.is_empty() {
+                // SAFETY: this M holds `p`.
+                if let Some(g) = unsafe { s.globrunqget(p) } {
+                    return Some(g);
+                }
+            }
+        }
+        None
+    }
+
+    /// Gives back the deep pages of cached stacks: this P's cache, then a batch of the
+    /// global lists. Only on the way to sleep.
+    fn scrub_stacks(&mut self) {
+        // SAFETY: this M holds its P.
+        let l = unsafe { self.p().local() };
+        for st in l.stacks.iter_mut().filter(|st| st.dirty) {
+            st.release_below(stack::KEEP_TOP);
+            st.dirty = false;
+        }
+        stack::scrub_all(SCRUB_BATCH);
+    }
+
+    /// Parks this M until `startm` hands it a P.
+    fn stopm(&mut self) {
+        let s = self.sched;
+        lock(&s.idle).midle.push(self.note.clone());
+        loop {
+            std::thread::park();
+            // Acquire: pairs with the Release store in `startm`; after it we own the P.
+            let pid = self.note.nextp.swap(NO_P, Ordering::Acquire);
+            if pid != NO_P {
+                self.p = pid;
+                self.spinning = self.note.spinning.load(Ordering::Relaxed);
+                set_current_p(pid);
+                return;
+            }
+        }
+    }
+
+    /// Binds a stack to `g` if it has none, then resumes it until it yields, parks or dies.
+    fn execute(&mut self, g: GRef) {
+        let s = self.sched;
+        // SAFETY: we took `g` from a queue: this M owns it until it is queued again or
+        // parked (see `G::owned`).
+        let o = unsafe { g.owned() };
+        if o.coro.is_none() {
+            let st = match self.take_stack(o.class) {
+                Ok(st) => st,
+                Err(e) => {
+                    // No stack: the G fails instead of running; the runtime goes on.
+                    let task = o.task.take().expect("an unstarted G has its task");
+                    g.state.store(DEAD, Ordering::Relaxed);
+                    task.fail(e);
+                    return;
+                }
+            };
+            o.coro = Some(new_coro(st, Arc::as_ptr(&g)));
+        }
+        loop {
+            // SAFETY: this M holds its P.
+            let l = unsafe { self.p().local() };
+            l.schedtick = l.schedtick.wrapping_add(1);
+            signal::set_running(Running {
+                guard_lo: o.guard.0,
+                guard_hi: o.guard.1,
+                name: o.name.as_deref().map_or(ptr::null(), |n| n.as_ptr()),
+                name_len: o.name.as_deref().map_or(0, str::len),
+                id: o.id,
+            });
+            set_current_g(Arc::as_ptr(&g));
+            let r = o.coro.as_mut().expect("bound above").resume(());
+            set_current_g(ptr::null());
+            signal::set_running(Running::NONE);
+            match r {
+                CoroutineResult::Yield(Suspend::Yield) => {
+                    // SAFETY: this M holds its P.
+                    unsafe { s.runqput(self.p(), g, false) };
+                    return;
+                }
+                CoroutineResult::Yield(Suspend::Park) => {
+                    // The G is off its stack: decide its fate here, never on the G's side.
+                    // AcqRel: Release publishes the suspended coroutine to the M that will
+                    // resume it (pairs with the waker's Acquire CAS PARKED -> ACTIVE);
+                    // Acquire takes the waker's writes if the token won.
+                    match g.state.compare_exchange(
+                        PARKING,
+                        PARKED,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        // Parked: the waiters' `Unparker`s own it now. Do not touch it.
+                        Ok(_) => return,
+                        Err(NOTIFIED) => {
+                            // The wake-up arrived during the switch: run it again at once.
+                            g.state.store(ACTIVE, Ordering::Relaxed);
+                            continue;
+                        }
+                        Err(other) => unreachable!("G parked in state {other}"),
+                    }
+                }
+                CoroutineResult::Return(()) => {
+                    g.state.store(DEAD, Ordering::Relaxed);
+                    let coro = o.coro.take().expect("a finished G has its coroutine");
+                    let st = coro.into_stack();
+                    self.put_stack(st);
+                    o.name = None;
+                    self.put_g(g);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn take_stack(&mut self, class: &'static StackClass) -> std::io::Result<GStack> {
+        if !ptr::eq(class, self.sched.stacks) {
+            return class.alloc();
+        }
+        // SAFETY: this M holds its P.
+        let l = unsafe { self.p().local() };
+        if let Some(st) = l.stacks.pop() {
+            return Ok(st);
+        }
+        class.take_cached(STACK_CACHE_CAP / 2, &mut l.stacks);
+        match l.stacks.pop() {
+            Some(st) => Ok(st),
+            None => class.alloc(),
+        }
+    }
+
+    fn put_stack(&mut self, mut st: GStack) {
+        st.dirty = true;
+        if !ptr::eq(st.class(), self.sched.stacks) {
+            st.class().free(st);
+            return;
+        }
+        // SAFETY: this M holds its P.
+        let l = unsafe { self.p().local() };
+        if l.stacks.len() >= STACK_CACHE_CAP {
+            // Oldest half to the global lists.
+            let half: Vec<GStack> = l.stacks.drain(..STACK_CACHE_CAP / 2).collect();
+            self.sched.stacks.free_many(half.into_iter());
+        }
+        l.stacks.push(st);
+    }
+
+    fn put_g(&mut self, mut g: GRef) {
+        // SAFETY: this M holds its P.
+        let l = unsafe { self.p().local() };
+        // Only a G nobody else references can be reused; once dead and unique, no new
+        // reference can appear (one is only ever cloned from another).
+        if l.gfree.len() < GFREE_CAP && Arc::get_mut(&mut g).is_some() {
+            l.gfree.push(g);
+        }
+    }
+}
+
+/// Creates the coroutine of `g` on `st`. The entry frame records the yielder in the G, then
+/// runs the G's task.
+pub(crate) fn new_coro(st: GStack, g: *const G) -> Coro {
+    let guard = st.guard();
+    // SAFETY: the caller owns `g` (spawner before publishing, or the executing M).
+    unsafe { (*g).owned() }.guard = guard;
+    let gp = g as usize;
+    Coro::with_stack(st, move |y, ()| {
+        let g = gp as *const G;
+        // SAFETY: the G is alive while its coroutine runs (the running M holds an Arc),
+        // and the G's own code owns its fields while it runs.
+        let task = unsafe {
+            let o = (*g).owned();
+            o.yielder = y as *const _;
+            o.task.take().expect("a G runs its task once")
+        };
+        task.run();
+    })
+}
+
+/// Suspends the running G with `why`. Returns when an M resumes it.
+///
+/// # Safety
+/// `g` is the G running on this thread (from `current_g`, non-null).
+pub(crate) unsafe fn suspend(g: *const G, why: Suspend) {
+    // SAFETY: the G's own code owns its fields while it runs; the yielder was set by the
+    // coroutine's entry frame and lives as long as the coroutine.
+    unsafe {
+        let y = (*g).owned().yielder;
+        (*y).suspend(why);
+    }
+}
+
+/// The P's for tests and introspection: count.
+pub(crate) fn procs() -> usize {
+    sched().procs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gcd;
+
+    #[test]
+    fn coprime_strides() {
+        assert_eq!(gcd(12, 8), 4);
+        assert_eq!(gcd(7, 3), 1);
+    }
+}
