@@ -95,7 +95,11 @@ impl Config {
                 Ok(n) => n,
                 Err(msg) => {
                     warn(&msg);
-                    if raw.trim().parse::<i64>().is_ok_and(|n| n > MAX_PROCS as i64) {
+                    if raw
+                        .trim()
+                        .parse::<i64>()
+                        .is_ok_and(|n| n > MAX_PROCS as i64)
+                    {
                         MAX_PROCS
                     } else {
                         default_procs
@@ -151,7 +155,9 @@ mod tests {
         assert_eq!(parse_procs("1", 2), Ok(1));
         assert_eq!(parse_procs(" 3 ", 2), Ok(3));
         assert_eq!(parse_procs("256", 2), Ok(256));
-        assert!(parse_procs("300", 2).unwrap_err().contains("maximum of 256"));
+        assert!(parse_procs("300", 2)
+            .unwrap_err()
+            .contains("maximum of 256"));
         for bad in ["0", "-1", "abc", "1.5", ""] {
             let msg = parse_procs(bad, 2).unwrap_err();
             assert!(msg.contains("GORT_MAXPROCS"), "{msg}");

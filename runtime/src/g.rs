@@ -1,11 +1,12 @@
 //! G: one green thread. The struct, its park state word, and who may touch which field.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use corosensei::{Coroutine, Yielder};
 
+use crate::signal::Running;
 use crate::stack::{GStack, StackClass};
 
 /// Why a G's coroutine handed control back to its M.
@@ -52,8 +53,8 @@ pub(crate) struct GOwned {
     pub(crate) yielder: *const GYielder,
     /// Class of the stack to bind at first run.
     pub(crate) class: &'static StackClass,
-    /// Guard range of the bound stack, for the overflow handler.
-    pub(crate) guard: (usize, usize),
+    /// What the overflow handler reports; filled in when the stack is bound.
+    pub(crate) running: Running,
 }
 
 /// One green thread.
@@ -88,7 +89,7 @@ impl G {
                 coro: None,
                 yielder: std::ptr::null(),
                 class,
-                guard: (0, 0),
+                running: Running::NONE,
             }),
         }
     }
@@ -106,28 +107,37 @@ impl G {
         unsafe { &mut *self.owned.get() }
     }
 
-    /// Readies a dead, unshared G (from a P's free list) for a new task.
-    pub(crate) fn reuse(
-        this: &mut Arc<G>,
+    /// Readies a dead G from a P's free list for a new task.
+    ///
+    /// # Safety
+    /// The caller owns the G and no other reference to it exists (checked by `put_g`).
+    pub(crate) unsafe fn reuse(
+        &self,
         id: u64,
         name: Option<Box<str>>,
         task: Arc<dyn Task>,
         class: &'static StackClass,
     ) {
-        match Arc::get_mut(this) {
-            Some(g) => {
-                g.state = AtomicU8::new(ACTIVE);
-                let o = g.owned.get_mut();
-                debug_assert!(o.coro.is_none() && o.task.is_none());
-                o.id = id;
-                o.name = name;
-                o.task = Some(task);
-                o.class = class;
-                o.yielder = std::ptr::null();
-                o.guard = (0, 0);
-            }
-            None => unreachable!("a G on a free list is shared"),
-        }
+        self.state.store(ACTIVE, Ordering::Relaxed);
+        // SAFETY: the caller owns the G.
+        let o = unsafe { self.owned() };
+        debug_assert!(o.coro.is_none() && o.task.is_none());
+        o.id = id;
+        o.name = name;
+        o.task = Some(task);
+        o.class = class;
+        o.yielder = std::ptr::null();
+        o.running = Running::NONE;
+    }
+
+    /// The overflow handler's record.
+    ///
+    /// # Safety
+    /// Called on the thread running the G, which is then suspended inside a fault: nothing
+    /// writes the record concurrently.
+    pub(crate) unsafe fn running(&self) -> Running {
+        // SAFETY: see above; a plain read of a Copy field.
+        unsafe { (*self.owned.get()).running }
     }
 }
 

@@ -201,6 +201,11 @@ pub(crate) fn current_g() -> *const G {
     CUR_G.with(|c| c.get())
 }
 
+/// `current_g` for the signal handler: null if the thread-local is already gone.
+pub(crate) fn current_g_for_signal() -> *const G {
+    CUR_G.try_with(|c| c.get()).unwrap_or(ptr::null())
+}
+
 #[inline(never)]
 fn set_current_g(g: *const G) {
     CUR_G.with(|c| c.set(g));
@@ -300,8 +305,9 @@ impl Sched {
             let id = l.goid_next;
             l.goid_next += 1;
             let g = match l.gfree.pop() {
-                Some(mut g) => {
-                    G::reuse(&mut g, id, name, task, class);
+                Some(g) => {
+                    // SAFETY: `put_g` only keeps G's nobody else references.
+                    unsafe { g.reuse(id, name, task, class) };
                     g
                 }
                 None => Arc::new(G::new(id, name, task, class)),
@@ -315,7 +321,7 @@ impl Sched {
                 .store(p.spawned.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             // SAFETY: we hold `p`.
             unsafe { self.runqput(p, g, true) };
-            self.wakep();
+            self.wakep(false);
             id
         } else {
             let id = self.next_goid.fetch_add(1, Ordering::Relaxed);
@@ -326,7 +332,7 @@ impl Sched {
             }
             self.ext_spawned.fetch_add(1, Ordering::Relaxed);
             self.injector.push(g);
-            self.wakep();
+            self.wakep(true);
             id
         }
     }
@@ -353,7 +359,9 @@ impl Sched {
         if next {
             // AcqRel: Release publishes the G to a stealer that swaps it out; Acquire takes
             // the old one's contents from whoever put it there.
-            let old = p.runnext.swap(Arc::into_raw(g).cast_mut(), Ordering::AcqRel);
+            let old = p
+                .runnext
+                .swap(Arc::into_raw(g).cast_mut(), Ordering::AcqRel);
             if old.is_null() {
                 return;
             }
@@ -424,21 +432,30 @@ impl Sched {
         if pid != NO_P {
             // SAFETY: CUR_P says this thread's M holds the P.
             unsafe { self.runqput(&self.ps[pid], g, true) };
+            self.wakep(false);
         } else {
             self.injector.push(g);
+            self.wakep(true);
         }
-        self.wakep();
     }
 
     // ---- waking M's -----------------------------------------------------------------
 
     /// Wakes an idle M with an idle P if there is an idle P and no M is spinning (Go's
     /// wakep). Called after publishing work.
-    pub(crate) fn wakep(&self) {
-        // SeqCst fence: the submitter's half of the protocol in the module docs. It orders
-        // our queue push before the loads below, pairing with the fence an idling M issues
-        // between its counter updates and its last look at the queues.
-        fence(Ordering::SeqCst);
+    ///
+    /// `external` says the work went to the global queue from a thread that holds no P:
+    /// then nobody else is bound to find it, and the SeqCst fence of the protocol is
+    /// needed. Work put on the caller's own P needs no fence: if the wake-up is missed, the
+    /// M holding that P runs the G itself when the current G blocks, yields or ends (Go's
+    /// `ready` makes the same trade); only parallelism is delayed, never the G.
+    pub(crate) fn wakep(&self, external: bool) {
+        if external {
+            // SeqCst fence: the submitter's half of the protocol in the module docs. It
+            // orders our queue push before the loads below, pairing with the fence an
+            // idling M issues between its counter updates and its last look at the queues.
+            fence(Ordering::SeqCst);
+        }
         if self.npidle.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -565,7 +582,7 @@ impl M {
     fn reset_spinning(&mut self) {
         self.spinning = false;
         if self.sched.nmspinning.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.sched.wakep();
+            self.sched.wakep(false);
         }
     }
 
@@ -739,25 +756,28 @@ impl M {
             };
             o.coro = Some(new_coro(st, Arc::as_ptr(&g)));
         }
+        set_current_g(Arc::as_ptr(&g));
+        // Cleared when `g` leaves this M, whichever way it leaves.
+        let _clear = ClearCurrentG;
         loop {
             // SAFETY: this M holds its P.
             let l = unsafe { self.p().local() };
             l.schedtick = l.schedtick.wrapping_add(1);
-            signal::set_running(Running {
-                guard_lo: o.guard.0,
-                guard_hi: o.guard.1,
-                name: o.name.as_deref().map_or(ptr::null(), |n| n.as_ptr()),
-                name_len: o.name.as_deref().map_or(0, str::len),
-                id: o.id,
-            });
-            set_current_g(Arc::as_ptr(&g));
             let r = o.coro.as_mut().expect("bound above").resume(());
-            set_current_g(ptr::null());
-            signal::set_running(Running::NONE);
             match r {
                 CoroutineResult::Yield(Suspend::Yield) => {
+                    let p = self.p();
+                    // Fast path: nothing else is runnable here or globally, so the G would
+                    // come straight back out of the queue: resume it without the round trip.
+                    // (Work on other P's is theirs to run; stealing is for idle M's.)
+                    if p.runnext.load(Ordering::Relaxed).is_null()
+                        && p.stealer.is_empty()
+                        && s.injector.is_empty()
+                    {
+                        continue;
+                    }
                     // SAFETY: this M holds its P.
-                    unsafe { s.runqput(self.p(), g, false) };
+                    unsafe { s.runqput(p, g, false) };
                     return;
                 }
                 CoroutineResult::Yield(Suspend::Park) => {
@@ -826,23 +846,40 @@ impl M {
         l.stacks.push(st);
     }
 
-    fn put_g(&mut self, mut g: GRef) {
+    fn put_g(&mut self, g: GRef) {
         // SAFETY: this M holds its P.
         let l = unsafe { self.p().local() };
         // Only a G nobody else references can be reused; once dead and unique, no new
         // reference can appear (one is only ever cloned from another).
-        if l.gfree.len() < GFREE_CAP && Arc::get_mut(&mut g).is_some() {
+        // (No Weak is ever made, so a strong count of one means unique.)
+        if l.gfree.len() < GFREE_CAP && Arc::strong_count(&g) == 1 {
             l.gfree.push(g);
         }
+    }
+}
+
+/// Resets the thread's current G when dropped.
+struct ClearCurrentG;
+
+impl Drop for ClearCurrentG {
+    fn drop(&mut self) {
+        set_current_g(ptr::null());
     }
 }
 
 /// Creates the coroutine of `g` on `st`. The entry frame records the yielder in the G, then
 /// runs the G's task.
 pub(crate) fn new_coro(st: GStack, g: *const G) -> Coro {
-    let guard = st.guard();
+    let (guard_lo, guard_hi) = st.guard();
     // SAFETY: the caller owns `g` (spawner before publishing, or the executing M).
-    unsafe { (*g).owned() }.guard = guard;
+    let o = unsafe { (*g).owned() };
+    o.running = Running {
+        guard_lo,
+        guard_hi,
+        name: o.name.as_deref().map_or(ptr::null(), |n| n.as_ptr()),
+        name_len: o.name.as_deref().map_or(0, str::len),
+        id: o.id,
+    };
     let gp = g as usize;
     Coro::with_stack(st, move |y, ()| {
         let g = gp as *const G;

@@ -11,11 +11,11 @@
 //! The handler runs on an alternate signal stack: the faulting stack has no room left.
 //! std gives its threads one; M's that lack one get their own ([`ensure_altstack`]).
 
-use std::cell::Cell;
 use std::mem::MaybeUninit;
 use std::sync::Once;
 
-/// What the running M is executing: `(guard_lo, guard_hi, g)`; zeros when on its own stack.
+/// What the overflow handler needs to know about the G running on this thread. The M
+/// fills it in before it resumes the G (owner access: the G is not running yet).
 #[derive(Clone, Copy)]
 pub(crate) struct Running {
     pub(crate) guard_lo: usize,
@@ -34,17 +34,6 @@ impl Running {
         name_len: 0,
         id: 0,
     };
-}
-
-thread_local! {
-    /// Written by the M on this thread only; read by the signal handler on this thread.
-    static RUNNING: Cell<Running> = const { Cell::new(Running::NONE) };
-}
-
-/// Records what this M is about to run (called on the M's own stack).
-#[inline(never)]
-pub(crate) fn set_running(r: Running) {
-    RUNNING.with(|c| c.set(r));
 }
 
 struct OldActions {
@@ -126,7 +115,14 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers of SIGSEGV/SIGBUS.
     let addr = unsafe { (*info).si_addr() } as usize;
     // `try_with`: during thread teardown the slot may be gone; treat that as "not ours".
-    let running = RUNNING.try_with(|c| c.get()).unwrap_or(Running::NONE);
+    let g = crate::sched::current_g_for_signal();
+    let running = if g.is_null() {
+        Running::NONE
+    } else {
+        // SAFETY: a non-null current G is the one this thread is running: it is alive, and
+        // its `running` record was written by this thread before the G was resumed.
+        unsafe { (*g).running() }
+    };
     if running.guard_hi != 0 && addr >= running.guard_lo && addr < running.guard_hi {
         write_stderr(b"\ngreen thread '");
         if running.name.is_null() {
@@ -148,7 +144,9 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
             // lives, and the G is alive: it is the one that faulted.
             write_stderr(unsafe { std::slice::from_raw_parts(running.name, running.name_len) });
         }
-        write_stderr(b"' has overflowed its stack\nfatal runtime error: stack overflow, aborting\n");
+        write_stderr(
+            b"' has overflowed its stack\nfatal runtime error: stack overflow, aborting\n",
+        );
         // SAFETY: abort is async-signal-safe.
         unsafe { libc::abort() };
     }

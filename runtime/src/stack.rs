@@ -449,7 +449,10 @@ mod tests {
         class.free(s);
         assert!(class.scrub(usize::MAX) >= 1);
         let resident = resident_pages(lo, hi);
-        assert!(resident <= KEEP_TOP / page_size(), "{resident} pages still resident");
+        assert!(
+            resident <= KEEP_TOP / page_size(),
+            "{resident} pages still resident"
+        );
         // The same stack comes back (LIFO) and is usable again.
         let again = class.alloc().expect("stack");
         assert_eq!(again.usable(), (lo, hi));
