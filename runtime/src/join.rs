@@ -137,7 +137,7 @@ impl<T> JoinHandle<T> {
     /// # Examples
     ///
     /// ```
-    /// let h = gort::go!(|| 6 * 7);
+    /// let h = gort_runtime::go!(|| 6 * 7);
     /// assert_eq!(h.join().unwrap(), 42);
     /// ```
     pub fn join(self) -> thread::Result<T> {
@@ -188,7 +188,7 @@ where
 /// # Examples
 ///
 /// ```
-/// let handles: Vec<_> = (0..10u64).map(|i| gort::spawn(move || i * i)).collect();
+/// let handles: Vec<_> = (0..10u64).map(|i| gort_runtime::spawn(move || i * i)).collect();
 /// let sum: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
 /// assert_eq!(sum, 285);
 /// ```
@@ -208,7 +208,7 @@ where
 /// # Examples
 ///
 /// ```
-/// let h = gort::go!(move || "hello from a green thread");
+/// let h = gort_runtime::go!(move || "hello from a green thread");
 /// assert_eq!(h.join().unwrap(), "hello from a green thread");
 /// ```
 #[macro_export]
@@ -223,7 +223,7 @@ macro_rules! go {
 /// # Examples
 ///
 /// ```
-/// let h = gort::Builder::new()
+/// let h = gort_runtime::Builder::new()
 ///     .name("worker".to_string())
 ///     .stack_size(64 * 1024)
 ///     .spawn(|| 1 + 1)
@@ -302,9 +302,9 @@ impl Builder {
 /// # Examples
 ///
 /// ```
-/// let h = gort::go!(|| {
+/// let h = gort_runtime::go!(|| {
 ///     for _ in 0..3 {
-///         gort::yield_now();
+///         gort_runtime::yield_now();
 ///     }
 ///     "done"
 /// });
@@ -320,7 +320,7 @@ pub fn yield_now() {
 /// # Examples
 ///
 /// ```
-/// assert!(gort::max_procs() >= 1 && gort::max_procs() <= 256);
+/// assert!(gort_runtime::max_procs() >= 1 && gort_runtime::max_procs() <= 256);
 /// ```
 pub fn max_procs() -> usize {
     crate::sched::procs()
@@ -331,10 +331,10 @@ pub fn max_procs() -> usize {
 /// # Examples
 ///
 /// ```
-/// let h = gort::go!(|| ());
+/// let h = gort_runtime::go!(|| ());
 /// h.join().unwrap();
 /// // Other green threads of the process may still be live, so only a bound holds here.
-/// let _ = gort::num_green_threads();
+/// let _ = gort_runtime::num_green_threads();
 /// ```
 pub fn num_green_threads() -> usize {
     sched().live_gs()

@@ -1,0 +1,55 @@
+//! Helpers for tests that must run in a child process (a crash, an environment variable
+//! read once at start-up, a whole-process count).
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+/// Set in the child: the test body runs instead of spawning a child.
+pub const CHILD_VAR: &str = "GORT_TEST_CHILD";
+
+/// True inside the child process of `test`.
+pub fn is_child(test: &str) -> bool {
+    std::env::var(CHILD_VAR).as_deref() == Ok(test)
+}
+
+/// Runs the test binary again, running only `test` (whose body checks `is_child`), with the
+/// extra environment `env`. Returns the child's output.
+pub fn run_child(test: &str, env: &[(&str, &str)]) -> Output {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_VAR, test)
+        .env_remove("GORT_MAXPROCS")
+        .env_remove("GORT_STACK_SIZE")
+        .env_remove("GORT_STACK_GUARD")
+        .env("RUST_BACKTRACE", "0");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run child")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The signal that killed the child, if any.
+pub fn signal(o: &Output) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    o.status.signal()
+}
+
+/// Asserts the child exited successfully, showing its output if not.
+pub fn assert_success(o: &Output) {
+    assert!(
+        o.status.success(),
+        "child failed: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+}

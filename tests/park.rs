@@ -1,0 +1,140 @@
+//! Park/unpark through join: G's and OS threads waiting on G's, under stress; nothing lost,
+//! nothing woken twice.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+#[test]
+fn gs_join_gs_spawned_elsewhere() {
+    // Handles made by the main thread, joined by other G's while the joinees run.
+    let hs: Vec<_> = (0..20_000u64).map(|i| gort::go!(move || i)).collect();
+    let mut chunks = Vec::new();
+    let mut it = hs.into_iter();
+    loop {
+        let chunk: Vec<_> = it.by_ref().take(100).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(gort::go!(move || chunk
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum::<u64>()));
+    }
+    let sum: u64 = chunks.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(sum, 20_000 * 19_999 / 2);
+}
+
+#[test]
+fn os_threads_join_gs() {
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let hs: Vec<_> = (0..10_000u64)
+                    .map(|i| gort::go!(move || t * 10_000 + i))
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+            })
+        })
+        .collect();
+    let sum: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(sum, 80_000 * 79_999 / 2);
+}
+
+#[test]
+fn join_races_completion() {
+    // The joinee finishes just as the joiner parks, many times over: each join returns the
+    // right value exactly once, and no joiner is left parked.
+    let done = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..2_000u64)
+        .map(|i| {
+            let done = done.clone();
+            gort::go!(move || {
+                for j in 0..50u64 {
+                    let h = gort::go!(move || i * 100 + j);
+                    if j % 2 == 0 {
+                        gort::yield_now();
+                    }
+                    assert_eq!(h.join().unwrap(), i * 100 + j);
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(done.load(Ordering::SeqCst), 2_000);
+}
+
+#[test]
+fn deep_join_chain() {
+    // Each G joins the one before it; the first waits on a gate. All park, then unwind.
+    let open = Arc::new(AtomicBool::new(false));
+    let o = open.clone();
+    let mut last = gort::go!(move || {
+        while !o.load(Ordering::SeqCst) {
+            gort::yield_now();
+        }
+        0u64
+    });
+    for _ in 0..10_000 {
+        let prev = last;
+        last = gort::go!(move || prev.join().unwrap() + 1);
+    }
+    open.store(true, Ordering::SeqCst);
+    assert_eq!(last.join().unwrap(), 10_000);
+}
+
+#[test]
+fn is_finished_tracks_completion() {
+    let open = Arc::new(AtomicBool::new(false));
+    let o = open.clone();
+    let h = gort::go!(move || {
+        while !o.load(Ordering::SeqCst) {
+            gort::yield_now();
+        }
+        5
+    });
+    assert!(!h.is_finished());
+    open.store(true, Ordering::SeqCst);
+    while !h.is_finished() {
+        std::thread::yield_now();
+    }
+    assert_eq!(h.join().unwrap(), 5);
+}
+
+#[test]
+fn builder_rejects_bad_stack_sizes() {
+    for bad in [0usize, 1024, 8 * 1024, (1 << 30) + 1, usize::MAX] {
+        let e = gort::Builder::new().stack_size(bad).spawn(|| ()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("stack size"), "{e}");
+    }
+    let e = gort::Builder::new()
+        .name("a\0b".into())
+        .spawn(|| ())
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    // Sizes that are fine, rounded to pages.
+    for ok in [16 * 1024, 100_000, 1 << 20] {
+        let h = gort::Builder::new().stack_size(ok).spawn(move || ok).unwrap();
+        assert_eq!(h.join().unwrap(), ok);
+    }
+}
+
+#[test]
+fn yield_now_outside_runtime_is_harmless() {
+    gort::yield_now();
+    assert!(gort::max_procs() >= 1);
+}
+
+#[test]
+fn ids_are_unique() {
+    let hs: Vec<_> = (0..10_000).map(|_| gort::go!(|| ())).collect();
+    let ids: std::collections::HashSet<u64> = hs.iter().map(|h| h.id()).collect();
+    assert_eq!(ids.len(), 10_000);
+    assert!(!ids.contains(&0));
+    for h in hs {
+        h.join().unwrap();
+    }
+}

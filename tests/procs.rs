@@ -1,0 +1,326 @@
+//! Start-up configuration and whole-process behaviour, each in a child process:
+//! GORT_MAXPROCS, stealing, fairness, stack reuse, kernel mappings, guard fallback limits.
+mod common;
+use common::*;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+fn default_procs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(256)
+}
+
+#[test]
+fn maxprocs_from_env() {
+    if is_child("maxprocs_from_env") {
+        // The runtime starts lazily: make it start, then report.
+        gort::go!(|| ()).join().unwrap();
+        println!("procs={}", gort::max_procs());
+        return;
+    }
+    let d = default_procs();
+    let cases: &[(&str, usize, bool)] = &[
+        ("1", 1, false),
+        ("3", 3, false),
+        (" 2 ", 2, false),
+        ("256", 256, false),
+        ("300", 256, true),
+        ("0", d, true),
+        ("-4", d, true),
+        ("abc", d, true),
+        ("1.5", d, true),
+    ];
+    for &(val, want, warns) in cases {
+        let o = run_child("maxprocs_from_env", &[("GORT_MAXPROCS", val)]);
+        assert_success(&o);
+        assert!(
+            stdout(&o).contains(&format!("procs={want}\n")),
+            "GORT_MAXPROCS={val:?}: {}",
+            stdout(&o)
+        );
+        let err = stderr(&o);
+        let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("gort:")).collect();
+        if warns {
+            assert_eq!(warnings.len(), 1, "GORT_MAXPROCS={val:?}: {err}");
+            assert!(warnings[0].contains("GORT_MAXPROCS"), "{err}");
+            assert!(warnings[0].contains(&format!("{val:?}")), "{err}");
+        } else {
+            assert!(warnings.is_empty(), "GORT_MAXPROCS={val:?}: {err}");
+        }
+    }
+    // Unset: the CPU count, silently.
+    let o = run_child("maxprocs_from_env", &[]);
+    assert_success(&o);
+    assert!(stdout(&o).contains(&format!("procs={d}\n")));
+    assert!(!stderr(&o).contains("gort:"));
+}
+
+#[test]
+fn bad_stack_size_env_warns_and_uses_default() {
+    if is_child("bad_stack_size_env_warns_and_uses_default") {
+        assert_eq!(gort::go!(|| 5).join().unwrap(), 5);
+        return;
+    }
+    let o = run_child(
+        "bad_stack_size_env_warns_and_uses_default",
+        &[("GORT_STACK_SIZE", "lots")],
+    );
+    assert_success(&o);
+    assert!(stderr(&o).contains("GORT_STACK_SIZE=\"lots\""), "{}", stderr(&o));
+}
+
+/// Children queued on one P (spawned by a G, so they go to its local queue) finish on more
+/// than one OS thread: the idle P's M stole some.
+#[test]
+fn stealing_spreads_local_work() {
+    if is_child("stealing_spreads_local_work") {
+        assert_eq!(gort::max_procs(), 2);
+        let finished_on = gort::go!(|| {
+            let seen = Arc::new(Mutex::new(HashSet::new()));
+            let hs: Vec<_> = (0..64)
+                .map(|_| {
+                    let seen = seen.clone();
+                    gort::go!(move || {
+                        // Yield until two OS threads have run some child (or give up after
+                        // a bound, which the assertion below then reports).
+                        for _ in 0..5_000_000 {
+                            let me = std::thread::current().id();
+                            let n = {
+                                let mut s = seen.lock().unwrap();
+                                s.insert(me);
+                                s.len()
+                            };
+                            if n >= 2 {
+                                break;
+                            }
+                            gort::yield_now();
+                        }
+                        std::thread::current().id()
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<HashSet<_>>()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(finished_on.len(), 2, "children finished on {finished_on:?}");
+        return;
+    }
+    let o = run_child("stealing_spreads_local_work", &[("GORT_MAXPROCS", "2")]);
+    assert_success(&o);
+}
+
+/// With one P, a G that loops on yield_now does not starve others, whether they were
+/// queued locally (spawned by a G) or globally (spawned by the main thread).
+#[test]
+fn yield_loop_does_not_starve_with_one_p() {
+    if is_child("yield_loop_does_not_starve_with_one_p") {
+        assert_eq!(gort::max_procs(), 1);
+        for from_g in [false, true] {
+            let flag = Arc::new(AtomicBool::new(false));
+            let f = flag.clone();
+            let spinner = gort::go!(move || {
+                let setter = {
+                    let f = f.clone();
+                    move || f.store(true, Ordering::SeqCst)
+                };
+                let h = from_g.then(|| gort::go!(setter.clone()));
+                for i in 0..10_000_000u64 {
+                    if f.load(Ordering::SeqCst) {
+                        if let Some(h) = h {
+                            h.join().unwrap();
+                        }
+                        return i;
+                    }
+                    gort::yield_now();
+                }
+                panic!("starved: the other G never ran");
+            });
+            if !from_g {
+                let f = flag.clone();
+                gort::go!(move || f.store(true, Ordering::SeqCst));
+            }
+            spinner.join().unwrap();
+        }
+        // Many yielders spawned together share the one P round-robin: when one finishes,
+        // every other one is at most one step behind.
+        let mins = gort::go!(|| {
+            let progress: Arc<Vec<AtomicUsize>> =
+                Arc::new((0..8).map(|_| AtomicUsize::new(0)).collect());
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let p = progress.clone();
+                    gort::go!(move || {
+                        for _ in 0..1000 {
+                            p[i].fetch_add(1, Ordering::SeqCst);
+                            gort::yield_now();
+                        }
+                        p.iter().map(|x| x.load(Ordering::SeqCst)).min().unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+        })
+        .join()
+        .unwrap();
+        assert!(mins.iter().all(|&m| m >= 999), "{mins:?}");
+        return;
+    }
+    let o = run_child("yield_loop_does_not_starve_with_one_p", &[("GORT_MAXPROCS", "1")]);
+    assert_success(&o);
+}
+
+#[inline(never)]
+fn entry_sp() -> usize {
+    let x = 0u8;
+    std::hint::black_box(&x) as *const u8 as usize
+}
+
+#[inline(never)]
+fn touch_deep(bytes: usize) -> usize {
+    let mut buf = [0u8; 200 * 1024];
+    let n = bytes.min(buf.len());
+    for i in (0..n).step_by(512) {
+        buf[i] = i as u8;
+    }
+    std::hint::black_box(&mut buf);
+    buf[n / 2] as usize
+}
+
+/// A G that went 200 KiB deep gives its stack back, and the next G reuses it.
+#[test]
+fn deep_stack_is_recycled() {
+    if is_child("deep_stack_is_recycled") {
+        let deep = gort::go!(|| {
+            let sp = entry_sp();
+            touch_deep(200 * 1024);
+            sp
+        })
+        .join()
+        .unwrap();
+        for _ in 0..10 {
+            let next = gort::go!(entry_sp).join().unwrap();
+            assert!(
+                next.abs_diff(deep) < 4096,
+                "stack not reused: {deep:#x} then {next:#x}"
+            );
+        }
+        return;
+    }
+    let o = run_child("deep_stack_is_recycled", &[("GORT_MAXPROCS", "1")]);
+    assert_success(&o);
+}
+
+fn maps_lines() -> usize {
+    std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
+}
+
+/// Parks `n` G's at once in a chain of joins behind a gate G; returns the release function
+/// and the last handle. `started` counts the G's that reached their join.
+fn park_chain(n: usize, started: Arc<AtomicUsize>) -> (Arc<AtomicBool>, gort::JoinHandle<usize>) {
+    let open = Arc::new(AtomicBool::new(false));
+    let o = open.clone();
+    let mut last = gort::go!(move || {
+        while !o.load(Ordering::SeqCst) {
+            gort::yield_now();
+        }
+        0usize
+    });
+    for _ in 0..n {
+        let prev = last;
+        let s = started.clone();
+        last = gort::go!(move || {
+            s.fetch_add(1, Ordering::SeqCst);
+            prev.join().unwrap() + 1
+        });
+    }
+    (open, last)
+}
+
+fn wait_for(counter: &AtomicUsize, n: usize) {
+    while counter.load(Ordering::SeqCst) < n {
+        std::thread::yield_now();
+    }
+}
+
+/// 100,000 parked G's: their stacks share a handful of kernel mappings.
+#[test]
+fn many_parked_gs_few_mappings() {
+    if is_child("many_parked_gs_few_mappings") {
+        const N: usize = 100_000;
+        let started = Arc::new(AtomicUsize::new(0));
+        let (open, last) = park_chain(N, started.clone());
+        wait_for(&started, N);
+        let lines = maps_lines();
+        let kind = gort::__stack_guard_kind();
+        println!("guard={kind} maps={lines}");
+        if kind == "madvise" {
+            assert!(lines < 1000, "{lines} lines in /proc/self/maps");
+        }
+        assert!(gort::num_green_threads() > N);
+        open.store(true, Ordering::SeqCst);
+        assert_eq!(last.join().unwrap(), N);
+        assert_eq!(gort::num_green_threads(), 0);
+        return;
+    }
+    let o = run_child("many_parked_gs_few_mappings", &[]);
+    assert_success(&o);
+    println!("{}", stdout(&o));
+}
+
+/// With mprotect guards (forced here; what kernels before 6.13 get), the kernel's mapping
+/// limit is reached: Builder::spawn says so, nothing crashes, and every G already spawned
+/// still runs to completion.
+#[test]
+fn mprotect_guards_hit_map_limit_with_an_error() {
+    if is_child("mprotect_guards_hit_map_limit_with_an_error") {
+        let open = Arc::new(AtomicBool::new(false));
+        let o = open.clone();
+        let mut last = gort::go!(move || {
+            while !o.load(Ordering::SeqCst) {
+                gort::yield_now();
+            }
+            0usize
+        });
+        let mut n = 0usize;
+        let err = loop {
+            let prev = last;
+            match gort::Builder::new().spawn(move || prev.join().unwrap() + 1) {
+                Ok(h) => last = h,
+                Err(e) => {
+                    // `prev` moved into the closure that failed to spawn; it was dropped
+                    // (detached), so the chain behind it still finishes.
+                    break e;
+                }
+            }
+            n += 1;
+            assert!(n < 1_000_000, "never hit the mapping limit");
+        };
+        let msg = err.to_string();
+        assert!(msg.contains("max_map_count"), "{msg}");
+        assert_eq!(gort::__stack_guard_kind(), "mprotect");
+        println!("spawned {n} before: {msg}");
+        open.store(true, Ordering::SeqCst);
+        // The closure that failed to spawn owned the last handle and dropped it: the chain
+        // is detached. Wait for all of it to finish.
+        while gort::num_green_threads() > 0 {
+            std::thread::yield_now();
+        }
+        // Stacks come back and the runtime is usable again.
+        assert_eq!(gort::go!(|| 7).join().unwrap(), 7);
+        assert!(gort::Builder::new().spawn(|| 8).unwrap().join().unwrap() == 8);
+        return;
+    }
+    let o = run_child(
+        "mprotect_guards_hit_map_limit_with_an_error",
+        &[("GORT_STACK_GUARD", "mprotect")],
+    );
+    assert_success(&o);
+    println!("{}", stdout(&o));
+}
