@@ -44,4 +44,3 @@ fn one_million_from_main_and_from_gs() {
     assert_eq!(total, N * (N - 1) / 2);
     assert_eq!(gort::num_green_threads(), 0);
 }
-

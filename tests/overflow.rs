@@ -59,7 +59,10 @@ fn small_custom_stack_overflows_cleanly() {
     let o = run_child("small_custom_stack_overflows_cleanly", &[]);
     let err = stderr(&o);
     assert_eq!(signal(&o), Some(SIGABRT), "{err}");
-    assert!(err.contains("green thread 'tiny' has overflowed its stack"), "{err}");
+    assert!(
+        err.contains("green thread 'tiny' has overflowed its stack"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -39,9 +39,14 @@ fn payload_reaches_join() {
     let e = gort::go!(move || -> u32 { panic!("quiet: {n}") })
         .join()
         .unwrap_err();
-    assert_eq!(e.downcast_ref::<String>().map(String::as_str), Some("quiet: 42"));
+    assert_eq!(
+        e.downcast_ref::<String>().map(String::as_str),
+        Some("quiet: 42")
+    );
     // A custom payload type survives too.
-    let e = gort::go!(|| std::panic::panic_any(7u64)).join().unwrap_err();
+    let e = gort::go!(|| std::panic::panic_any(7u64))
+        .join()
+        .unwrap_err();
     assert_eq!(e.downcast_ref::<u64>(), Some(&7));
 }
 
@@ -52,7 +57,11 @@ fn ten_thousand_panics_leave_runtime_usable() {
     let hs: Vec<_> = (0..10_000)
         .map(|i| gort::go!(move || -> usize { panic!("quiet {i}") }))
         .collect();
-    let errs = hs.into_iter().map(|h| h.join()).filter(Result::is_err).count();
+    let errs = hs
+        .into_iter()
+        .map(|h| h.join())
+        .filter(Result::is_err)
+        .count();
     assert_eq!(errs, 10_000);
     assert!(HOOK_CALLS.load(Ordering::SeqCst) - before >= 10_000);
     let ok: usize = (0..10_000)

@@ -106,7 +106,10 @@ fn is_finished_tracks_completion() {
 #[test]
 fn builder_rejects_bad_stack_sizes() {
     for bad in [0usize, 1024, 8 * 1024, (1 << 30) + 1, usize::MAX] {
-        let e = gort::Builder::new().stack_size(bad).spawn(|| ()).unwrap_err();
+        let e = gort::Builder::new()
+            .stack_size(bad)
+            .spawn(|| ())
+            .unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
         assert!(e.to_string().contains("stack size"), "{e}");
     }
@@ -117,7 +120,10 @@ fn builder_rejects_bad_stack_sizes() {
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     // Sizes that are fine, rounded to pages.
     for ok in [16 * 1024, 100_000, 1 << 20] {
-        let h = gort::Builder::new().stack_size(ok).spawn(move || ok).unwrap();
+        let h = gort::Builder::new()
+            .stack_size(ok)
+            .spawn(move || ok)
+            .unwrap();
         assert_eq!(h.join().unwrap(), ok);
     }
 }

@@ -70,7 +70,11 @@ fn bad_stack_size_env_warns_and_uses_default() {
         &[("GORT_STACK_SIZE", "lots")],
     );
     assert_success(&o);
-    assert!(stderr(&o).contains("GORT_STACK_SIZE=\"lots\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("GORT_STACK_SIZE=\"lots\""),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// Children queued on one P (spawned by a G, so they go to its local queue) finish on more
@@ -165,14 +169,19 @@ fn yield_loop_does_not_starve_with_one_p() {
                     })
                 })
                 .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
         })
         .join()
         .unwrap();
         assert!(mins.iter().all(|&m| m >= 999), "{mins:?}");
         return;
     }
-    let o = run_child("yield_loop_does_not_starve_with_one_p", &[("GORT_MAXPROCS", "1")]);
+    let o = run_child(
+        "yield_loop_does_not_starve_with_one_p",
+        &[("GORT_MAXPROCS", "1")],
+    );
     assert_success(&o);
 }
 
@@ -218,7 +227,10 @@ fn deep_stack_is_recycled() {
 }
 
 fn maps_lines() -> usize {
-    std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
 }
 
 /// Parks `n` G's at once in a chain of joins behind a gate G; returns the release function

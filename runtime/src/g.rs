@@ -1,11 +1,28 @@
-//! G: one green thread. The struct, its park state word, and who may touch which field.
+//! G: one green thread. The struct, its reference count and recycling, its park state
+//! word, the slot its closure and then its result live in, and who may touch which field.
+//!
+//! # Lifetime
+//!
+//! A G is reached through [`GRef`]s, counted by hand (`refs`). The runtime holds one while
+//! the G is runnable, running or finishing (the `GRef` in a run queue *is* the right to
+//! run it); its `JoinHandle` holds one; each waiter's `Unparker` holds one. When the last
+//! `GRef` goes, a dead G is not freed but recycled: it goes to the free list of the P the
+//! dropping thread holds (or the global one), and the next spawn reuses it, closure and
+//! result slot included. So a steady stream of spawns allocates nothing. A G dropped while
+//! suspended (parked forever, no one left to wake it) is leaked with its stack, as Go leaks
+//! a blocked goroutine: unwinding it on whatever thread dropped the last handle would run
+//! its destructors in the middle of that thread's work.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::mem::{self, MaybeUninit};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{fence, AtomicU8, AtomicUsize, Ordering};
+use std::thread;
 
 use corosensei::{Coroutine, Yielder};
 
+use crate::park::Unparker;
 use crate::signal::Running;
 use crate::stack::{GStack, StackClass};
 
@@ -21,14 +38,6 @@ pub(crate) enum Suspend {
 pub(crate) type Coro = Coroutine<(), Suspend, (), GStack>;
 pub(crate) type GYielder = Yielder<(), Suspend>;
 
-/// The body of a G: what `spawn` hands the runtime. Implemented by the join packet.
-pub(crate) trait Task: Send + Sync {
-    /// Runs the user's closure on the G's stack and publishes its outcome.
-    fn run(self: Arc<Self>);
-    /// The G could not be given a stack: publish `err` as its outcome instead.
-    fn fail(self: Arc<Self>, err: std::io::Error);
-}
-
 // The park state word (see `park.rs` for the protocol and its proof sketch).
 /// Runnable, running, or queued; no wake-up token.
 pub(crate) const ACTIVE: u8 = 0;
@@ -41,13 +50,107 @@ pub(crate) const PARKED: u8 = 3;
 /// Finished; unparks are ignored.
 pub(crate) const DEAD: u8 = 4;
 
+// The join state word.
+/// Not finished; nobody waits.
+const J_RUNNING: u8 = 0;
+/// A joiner registered its `Unparker` in `joiner` and waits.
+const J_WAITING: u8 = 1;
+/// The result is in the slot.
+const J_DONE: u8 = 2;
+/// The `JoinHandle` was dropped: the G drops its own result.
+const J_DETACHED: u8 = 3;
+
+/// Bytes of closure or result stored inside the G; larger ones are boxed.
+const SLOT_BYTES: usize = 64;
+
+/// Storage for the closure, then (the closure consumed) for its result.
+#[repr(C, align(16))]
+struct SlotBuf([MaybeUninit<u8>; SLOT_BYTES]);
+
+fn fits<X>() -> bool {
+    mem::size_of::<X>() <= SLOT_BYTES && mem::align_of::<X>() <= 16
+}
+
+/// Writes `x` into the slot, inline or boxed.
+///
+/// # Safety
+/// The slot is empty (holds nothing that needs dropping).
+unsafe fn slot_put<X>(buf: *mut SlotBuf, x: X) {
+    // SAFETY: the buffer is 64 bytes, 16-aligned: it holds an X that `fits`, or a Box.
+    unsafe {
+        if fits::<X>() {
+            ptr::write(buf.cast::<X>(), x);
+        } else {
+            ptr::write(buf.cast::<Box<X>>(), Box::new(x));
+        }
+    }
+}
+
+/// Moves the X out of the slot, leaving it empty.
+///
+/// # Safety
+/// The slot holds an X written by `slot_put::<X>`.
+unsafe fn slot_take<X>(buf: *mut SlotBuf) -> X {
+    // SAFETY: the caller's contract: the slot holds an X, inline or boxed as `fits` says.
+    unsafe {
+        if fits::<X>() {
+            ptr::read(buf.cast::<X>())
+        } else {
+            *ptr::read(buf.cast::<Box<X>>())
+        }
+    }
+}
+
+/// The typed operations on a G's slot, for one closure type F returning T.
+struct SlotOps {
+    /// Takes F out, runs it (catching a panic), puts `thread::Result<T>` in.
+    run: unsafe fn(*mut SlotBuf),
+    /// Takes F out, drops it, puts `Err(msg)` in (the G could not get a stack).
+    fail: unsafe fn(*mut SlotBuf, String),
+    /// Drops the `thread::Result<T>` in the slot.
+    drop_result: unsafe fn(*mut SlotBuf),
+}
+
+unsafe fn run_slot<F: FnOnce() -> T, T>(buf: *mut SlotBuf) {
+    // SAFETY: `spawn` put an F in; the result goes where F was.
+    unsafe {
+        let f = slot_take::<F>(buf);
+        let r: thread::Result<T> = panic::catch_unwind(AssertUnwindSafe(f));
+        slot_put(buf, r);
+    }
+}
+
+unsafe fn fail_slot<F: FnOnce() -> T, T>(buf: *mut SlotBuf, msg: String) {
+    // SAFETY: as in `run_slot`.
+    unsafe {
+        drop(slot_take::<F>(buf));
+        let r: thread::Result<T> = Err(Box::new(msg));
+        slot_put(buf, r);
+    }
+}
+
+unsafe fn drop_result<T>(buf: *mut SlotBuf) {
+    // SAFETY: the caller says a result is in the slot.
+    drop(unsafe { slot_take::<thread::Result<T>>(buf) });
+}
+
+/// One `SlotOps` table per (F, T), in static memory.
+struct OpsFor<F, T>(std::marker::PhantomData<(F, T)>);
+
+impl<F: FnOnce() -> T, T> OpsFor<F, T> {
+    const OPS: SlotOps = SlotOps {
+        run: run_slot::<F, T>,
+        fail: fail_slot::<F, T>,
+        drop_result: drop_result::<T>,
+    };
+}
+
 /// The fields only the G's owner touches: the spawner before the G is published, then the
 /// one M running it (an M resumes a G only after taking it from a queue, and a G is in at
-/// most one queue or on at most one M at a time).
+/// most one queue or on at most one M at a time), or the G's own code on that M.
 pub(crate) struct GOwned {
     pub(crate) id: u64,
     pub(crate) name: Option<Box<str>>,
-    pub(crate) task: Option<Arc<dyn Task>>,
     pub(crate) coro: Option<Coro>,
     /// The coroutine's yielder, valid while `coro` runs; set by the coroutine's first frame.
     pub(crate) yielder: *const GYielder,
@@ -59,41 +162,157 @@ pub(crate) struct GOwned {
 
 /// One green thread.
 pub(crate) struct G {
+    /// Live `GRef`s.
+    refs: AtomicUsize,
     /// The park state word: ACTIVE, NOTIFIED, PARKING, PARKED or DEAD.
     pub(crate) state: AtomicU8,
+    /// The join state word: J_RUNNING, J_WAITING, J_DONE or J_DETACHED.
+    join: AtomicU8,
+    /// The joiner's handle: written by the joiner before J_WAITING, taken by the G after.
+    joiner: UnsafeCell<Option<Unparker>>,
+    /// The closure (owned by the G until it runs), then the result (owned by the G until
+    /// J_DONE, then by the `JoinHandle`).
+    slot: UnsafeCell<SlotBuf>,
+    ops: UnsafeCell<&'static SlotOps>,
     owned: UnsafeCell<GOwned>,
 }
 
-// SAFETY: `state` is atomic. `owned` is reached only through `owned()`, whose contract gives
-// one thread at a time exclusive access (spawner, then the running M), with the hand-offs
-// ordered by the run queues (push Release / pop Acquire) and the park state word. What the
-// coroutine's stack holds is user data of a `Send` closure; holding a `!Send` value across a
-// blocking point is the documented hazard of every stackful runtime (docs/CAVEATS.md).
+// SAFETY: the atomics are atomic. `owned` and `ops` are reached only by the G's owner (see
+// `owned`), with ownership handed over through the run queues (push Release / pop Acquire)
+// and the park state word. `slot` and `joiner` follow the join protocol (`complete`,
+// `join`, `detach`): each side touches them only after the Acquire half of the hand-over.
+// The closure and result in the slot are `Send` (spawn's bounds). What the coroutine's
+// stack holds is user data of a `Send` closure; holding a `!Send` value across a blocking
+// point is the documented hazard of every stackful runtime (docs/CAVEATS.md).
 unsafe impl Send for G {}
-// SAFETY: as above; shared references only touch `state` unless they own the G.
+// SAFETY: as above.
 unsafe impl Sync for G {}
 
-impl G {
-    pub(crate) fn new(
+/// A counted reference to a G.
+pub(crate) struct GRef(NonNull<G>);
+
+// SAFETY: a GRef is a shared reference to a Sync G plus a share of its count.
+unsafe impl Send for GRef {}
+// SAFETY: as above.
+unsafe impl Sync for GRef {}
+
+impl GRef {
+    /// Allocates a fresh G (or reuses `recycled`) for closure `f`; returns it with two
+    /// references: the runtime's and the join handle's.
+    pub(crate) fn new_task<F, T>(
+        recycled: Option<NonNull<G>>,
         id: u64,
         name: Option<Box<str>>,
-        task: Arc<dyn Task>,
         class: &'static StackClass,
-    ) -> G {
-        G {
-            state: AtomicU8::new(ACTIVE),
-            owned: UnsafeCell::new(GOwned {
-                id,
-                name,
-                task: Some(task),
-                coro: None,
-                yielder: std::ptr::null(),
-                class,
-                running: Running::NONE,
-            }),
-        }
+        f: F,
+    ) -> (GRef, GRef)
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let owned = GOwned {
+            id,
+            name,
+            coro: None,
+            yielder: ptr::null(),
+            class,
+            running: Running::NONE,
+        };
+        let ops: &'static SlotOps = &OpsFor::<F, T>::OPS;
+        let g = match recycled {
+            Some(g) => {
+                // SAFETY: a G on a free list has no references and no contents: we own it.
+                unsafe {
+                    let r = g.as_ptr();
+                    (*r).refs.store(2, Ordering::Relaxed);
+                    (*r).state.store(ACTIVE, Ordering::Relaxed);
+                    (*r).join.store(J_RUNNING, Ordering::Relaxed);
+                    *(*r).ops.get() = ops;
+                    *(*r).owned.get() = owned;
+                }
+                g
+            }
+            None => {
+                let b = Box::new(G {
+                    refs: AtomicUsize::new(2),
+                    state: AtomicU8::new(ACTIVE),
+                    join: AtomicU8::new(J_RUNNING),
+                    joiner: UnsafeCell::new(None),
+                    slot: UnsafeCell::new(SlotBuf([MaybeUninit::uninit(); SLOT_BYTES])),
+                    ops: UnsafeCell::new(ops),
+                    owned: UnsafeCell::new(owned),
+                });
+                NonNull::from(Box::leak(b))
+            }
+        };
+        // SAFETY: we own the G (fresh or from a free list); its slot is empty.
+        unsafe { slot_put((*g.as_ptr()).slot.get(), f) };
+        (GRef(g), GRef(g))
     }
 
+    pub(crate) fn as_ptr(&self) -> *const G {
+        self.0.as_ptr()
+    }
+
+    /// Gives up this reference as a raw pointer (for `runnext`).
+    pub(crate) fn into_raw(self) -> *mut G {
+        let p = self.0.as_ptr();
+        mem::forget(self);
+        p
+    }
+
+    /// Takes back a reference given up by `into_raw`.
+    ///
+    /// # Safety
+    /// `p` came from `into_raw`, and this is its only `from_raw`.
+    pub(crate) unsafe fn from_raw(p: *mut G) -> GRef {
+        // SAFETY: non-null, from `into_raw`.
+        GRef(unsafe { NonNull::new_unchecked(p) })
+    }
+
+    /// A new reference to the G at `p`.
+    ///
+    /// # Safety
+    /// The G at `p` is alive (some reference to it is held for the duration of the call).
+    pub(crate) unsafe fn clone_from_ptr(p: *const G) -> GRef {
+        // SAFETY: alive, per the caller.
+        unsafe { (*p).refs.fetch_add(1, Ordering::Relaxed) };
+        // SAFETY: non-null: it points at a live G.
+        GRef(unsafe { NonNull::new_unchecked(p.cast_mut()) })
+    }
+}
+
+impl std::ops::Deref for GRef {
+    type Target = G;
+    fn deref(&self) -> &G {
+        // SAFETY: a GRef keeps its G alive.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Clone for GRef {
+    fn clone(&self) -> GRef {
+        // Relaxed: a new reference is made from an existing one, which keeps the G alive
+        // (the same argument as `Arc::clone`).
+        self.refs.fetch_add(1, Ordering::Relaxed);
+        GRef(self.0)
+    }
+}
+
+impl Drop for GRef {
+    fn drop(&mut self) {
+        // Release: our uses of the G happen before whoever recycles it; the Acquire fence
+        // below pairs with the other droppers' Release (the same argument as `Arc::drop`).
+        if self.refs.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        fence(Ordering::Acquire);
+        // SAFETY: the count reached zero: nobody else can reach the G.
+        unsafe { G::release(self.0) };
+    }
+}
+
+impl G {
     /// Exclusive access to the owner's fields.
     ///
     /// # Safety
@@ -107,29 +326,6 @@ impl G {
         unsafe { &mut *self.owned.get() }
     }
 
-    /// Readies a dead G from a P's free list for a new task.
-    ///
-    /// # Safety
-    /// The caller owns the G and no other reference to it exists (checked by `put_g`).
-    pub(crate) unsafe fn reuse(
-        &self,
-        id: u64,
-        name: Option<Box<str>>,
-        task: Arc<dyn Task>,
-        class: &'static StackClass,
-    ) {
-        self.state.store(ACTIVE, Ordering::Relaxed);
-        // SAFETY: the caller owns the G.
-        let o = unsafe { self.owned() };
-        debug_assert!(o.coro.is_none() && o.task.is_none());
-        o.id = id;
-        o.name = name;
-        o.task = Some(task);
-        o.class = class;
-        o.yielder = std::ptr::null();
-        o.running = Running::NONE;
-    }
-
     /// The overflow handler's record.
     ///
     /// # Safety
@@ -139,18 +335,125 @@ impl G {
         // SAFETY: see above; a plain read of a Copy field.
         unsafe { (*self.owned.get()).running }
     }
-}
 
-impl Drop for G {
-    fn drop(&mut self) {
-        // A G dropped while suspended is one parked forever with nobody left to wake it (a
-        // leaked goroutine, in Go's words). Unwinding its stack here would run its
-        // destructors on whatever thread dropped the last handle, in the middle of that
-        // thread's work; instead the coroutine and its stack are leaked, as Go leaks it.
-        if let Some(coro) = self.owned.get_mut().coro.take() {
-            if coro.started() && !coro.done() {
-                std::mem::forget(coro);
+    /// Runs the G's closure and publishes its result. Called once, by the G, on its stack.
+    ///
+    /// # Safety
+    /// The caller is the G itself, running for the first time.
+    pub(crate) unsafe fn run_task(&self) {
+        // SAFETY: the slot holds the closure; `ops` matches it; the G owns both now.
+        unsafe { ((*self.ops.get()).run)(self.slot.get()) };
+        self.complete();
+    }
+
+    /// Publishes `Err(msg)` as the result without running the closure (no stack for it).
+    ///
+    /// # Safety
+    /// The caller owns the G, which has never run.
+    pub(crate) unsafe fn fail_task(&self, msg: String) {
+        // SAFETY: as in `run_task`.
+        unsafe { ((*self.ops.get()).fail)(self.slot.get(), msg) };
+        self.complete();
+    }
+
+    /// The result is in the slot: count the G finished, then hand the result over.
+    fn complete(&self) {
+        crate::sched::sched().note_finished();
+        // AcqRel: Release publishes the result to the joiner's Acquire; Acquire takes the
+        // joiner's `joiner` write (J_WAITING) or the handle's departure (J_DETACHED).
+        match self.join.swap(J_DONE, Ordering::AcqRel) {
+            J_WAITING => {
+                // SAFETY: the joiner wrote `joiner` before publishing J_WAITING, which we
+                // read; it no longer touches it.
+                if let Some(w) = unsafe { (*self.joiner.get()).take() } {
+                    w.unpark();
+                }
+            }
+            J_DETACHED => {
+                // Nobody will take the result: drop it here.
+                // SAFETY: the slot holds the result; the handle is gone.
+                unsafe { ((*self.ops.get()).drop_result)(self.slot.get()) };
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the result is ready.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.join.load(Ordering::Acquire) == J_DONE
+    }
+
+    /// Waits for the result and takes it (the join handle's side).
+    ///
+    /// # Safety
+    /// Called once, by the holder of the join handle, whose closure returned T.
+    pub(crate) unsafe fn join<T>(&self) -> thread::Result<T> {
+        // Acquire: pairs with the Release swap to J_DONE.
+        if self.join.load(Ordering::Acquire) != J_DONE {
+            // SAFETY: nobody reads `joiner` before we publish J_WAITING.
+            unsafe { *self.joiner.get() = Some(Unparker::current()) };
+            // Release publishes `joiner`; Acquire (on failure: J_DONE) takes the result.
+            if self
+                .join
+                .compare_exchange(J_RUNNING, J_WAITING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // Spurious wake-ups and stale tokens are possible: loop on the state.
+                while self.join.load(Ordering::Acquire) != J_DONE {
+                    crate::park::park();
+                }
+            } else {
+                // Finished meanwhile: our Unparker was never published; drop it.
+                // SAFETY: still ours: J_WAITING was never published.
+                drop(unsafe { (*self.joiner.get()).take() });
             }
         }
+        // SAFETY: J_DONE seen with Acquire: the slot holds a `thread::Result<T>`, which is
+        // now the handle's; the G will not touch it again.
+        unsafe { slot_take::<thread::Result<T>>(self.slot.get()) }
+    }
+
+    /// The join handle is dropped without joining.
+    ///
+    /// # Safety
+    /// Called once, by the holder of the join handle, instead of `join`.
+    pub(crate) unsafe fn detach(&self) {
+        // AcqRel: Release tells the G to drop its own result; Acquire (on failure: J_DONE)
+        // takes the result so that we drop it.
+        if self
+            .join
+            .compare_exchange(J_RUNNING, J_DETACHED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // SAFETY: J_DONE: the result is ours to drop.
+            unsafe { ((*self.ops.get()).drop_result)(self.slot.get()) };
+        }
+    }
+
+    /// The last reference is gone.
+    ///
+    /// # Safety
+    /// The count of `g` reached zero.
+    unsafe fn release(g: NonNull<G>) {
+        // SAFETY: nobody else can reach the G.
+        let this = unsafe { &mut *g.as_ptr() };
+        if *this.state.get_mut() != DEAD || this.owned.get_mut().coro.is_some() {
+            // Suspended forever (or never run): leak it with its stack; see module docs.
+            return;
+        }
+        let o = this.owned.get_mut();
+        o.name = None;
+        o.yielder = ptr::null();
+        debug_assert!(this.joiner.get_mut().is_none());
+        crate::sched::free_g(g);
+    }
+
+    /// Frees a G from a free list for good.
+    ///
+    /// # Safety
+    /// `g` is on no list and has no references.
+    pub(crate) unsafe fn dealloc(g: NonNull<G>) {
+        // SAFETY: allocated by `Box::new` in `new_task`; the slot is empty and `coro` None.
+        drop(unsafe { Box::from_raw(g.as_ptr()) });
     }
 }

@@ -1,130 +1,24 @@
-//! Spawning and joining: [`Builder`], [`spawn`], [`JoinHandle`], and the packet a G's
-//! result travels in.
+//! Spawning and joining: [`Builder`], [`spawn`], [`JoinHandle`].
 
-use std::any::Any;
-use std::cell::UnsafeCell;
 use std::fmt;
 use std::io;
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::marker::PhantomData;
 use std::thread;
 
 use crate::config::{MAX_STACK_SIZE, MIN_STACK_SIZE};
-use crate::g::{Task, G};
-use crate::park::{park, Unparker};
-use crate::sched::{new_coro, sched};
+use crate::g::GRef;
+use crate::sched::sched;
 use crate::stack::StackClass;
-
-// Packet states.
-/// The G has not finished; nobody waits.
-const RUNNING: u8 = 0;
-/// A joiner registered its `Unparker` and waits.
-const WAITING: u8 = 1;
-/// The result is in `result`.
-const DONE: u8 = 2;
-
-/// One allocation per spawn: the closure, then its outcome, and the joiner's handle.
-struct Packet<F, T> {
-    state: AtomicU8,
-    f: UnsafeCell<Option<F>>,
-    result: UnsafeCell<Option<thread::Result<T>>>,
-    waiter: UnsafeCell<Option<Unparker>>,
-}
-
-// SAFETY: `f` is taken once, by the G that runs the packet (`Task::run`, called once).
-// `result` is written by that G before the Release swap to DONE and read only by the one
-// joiner (`join` takes `self` by value) after an Acquire load of DONE. `waiter` is written
-// by the joiner before its Release CAS to WAITING and read by the G after its AcqRel swap
-// observed WAITING. F and T cross threads, hence the bounds.
-unsafe impl<F: Send, T: Send> Sync for Packet<F, T> {}
-
-impl<F, T> Packet<F, T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    fn complete(&self, r: thread::Result<T>) {
-        // SAFETY: only the running G writes `result`, before publishing DONE.
-        unsafe { *self.result.get() = Some(r) };
-        sched().note_finished();
-        // AcqRel: Release publishes `result` to the joiner's Acquire load; Acquire takes
-        // the joiner's `waiter` if it registered one.
-        if self.state.swap(DONE, Ordering::AcqRel) == WAITING {
-            // SAFETY: the joiner wrote `waiter` before its Release CAS to WAITING, which
-            // our swap read; it no longer touches `waiter`.
-            if let Some(w) = unsafe { (*self.waiter.get()).take() } {
-                w.unpark();
-            }
-        }
-    }
-}
-
-impl<F, T> Task for Packet<F, T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    fn run(self: Arc<Self>) {
-        // SAFETY: `run` is called once, by the G; nobody else touches `f`.
-        let f = unsafe { (*self.f.get()).take() }.expect("a task runs once");
-        let r = panic::catch_unwind(AssertUnwindSafe(f));
-        self.complete(r);
-    }
-
-    fn fail(self: Arc<Self>, err: io::Error) {
-        // SAFETY: as in `run`: the G that would have run `f` drops it instead.
-        drop(unsafe { (*self.f.get()).take() });
-        let msg = format!("green thread could not start: {err}");
-        eprintln!("gort: {msg}");
-        self.complete(Err(Box::new(msg)));
-    }
-}
-
-trait JoinPacket<T>: Send + Sync {
-    fn join(&self) -> thread::Result<T>;
-    fn is_finished(&self) -> bool;
-}
-
-impl<F, T> JoinPacket<T> for Packet<F, T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    fn join(&self) -> thread::Result<T> {
-        // Acquire: pairs with the G's Release swap to DONE.
-        if self.state.load(Ordering::Acquire) != DONE {
-            // SAFETY: nobody reads `waiter` before we publish WAITING.
-            unsafe { *self.waiter.get() = Some(Unparker::current()) };
-            // Release publishes `waiter`; Acquire (on failure: DONE) takes `result`.
-            if self
-                .state
-                .compare_exchange(RUNNING, WAITING, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                // Spurious wake-ups and stale tokens are possible: loop on the state.
-                while self.state.load(Ordering::Acquire) != DONE {
-                    park();
-                }
-            }
-        }
-        // SAFETY: DONE was observed with Acquire: `result` is written and the G no longer
-        // touches it; `join` runs once (JoinHandle::join takes self).
-        unsafe { (*self.result.get()).take() }.expect("a finished G left its result")
-    }
-
-    fn is_finished(&self) -> bool {
-        self.state.load(Ordering::Acquire) == DONE
-    }
-}
 
 /// An owned permission to join a green thread (wait for it to finish and take its result).
 ///
 /// Dropping a `JoinHandle` detaches the green thread: it runs to completion and its result
 /// is dropped.
 pub struct JoinHandle<T> {
-    packet: Arc<dyn JoinPacket<T>>,
+    /// The G; `None` once joined.
+    g: Option<GRef>,
     id: u64,
+    _result: PhantomData<fn() -> T>,
 }
 
 impl<T> JoinHandle<T> {
@@ -140,18 +34,30 @@ impl<T> JoinHandle<T> {
     /// let h = gort_runtime::go!(|| 6 * 7);
     /// assert_eq!(h.join().unwrap(), 42);
     /// ```
-    pub fn join(self) -> thread::Result<T> {
-        self.packet.join()
+    pub fn join(mut self) -> thread::Result<T> {
+        let g = self.g.take().expect("a JoinHandle is joined once");
+        // SAFETY: the handle's G was spawned with a closure returning T; `join` takes the
+        // handle by value, so this is the one join, and `Drop` will not detach.
+        unsafe { g.join::<T>() }
     }
 
     /// Whether the green thread has finished (its result is ready; `join` will not block).
     pub fn is_finished(&self) -> bool {
-        self.packet.is_finished()
+        self.g.as_ref().is_some_and(|g| g.is_finished())
     }
 
     /// The green thread's id: unique among all green threads of the process, never 0.
     pub fn id(&self) -> u64 {
         self.id
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        if let Some(g) = self.g.take() {
+            // SAFETY: not joined (join takes `g` out): this is the handle's one departure.
+            unsafe { g.detach() };
+        }
     }
 }
 
@@ -162,20 +68,6 @@ impl<T> fmt::Debug for JoinHandle<T> {
             .field("finished", &self.is_finished())
             .finish()
     }
-}
-
-fn packet<F, T>(f: F) -> (Arc<dyn Task>, Arc<dyn JoinPacket<T>>)
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    let p = Arc::new(Packet {
-        state: AtomicU8::new(RUNNING),
-        f: UnsafeCell::new(Some(f)),
-        result: UnsafeCell::new(None),
-        waiter: UnsafeCell::new(None),
-    });
-    (p.clone(), p)
 }
 
 /// Spawns a green thread running `f` and returns its [`JoinHandle`].
@@ -198,9 +90,12 @@ where
     T: Send + 'static,
 {
     let s = sched();
-    let (task, packet) = packet(f);
-    let id = s.spawn_g(task, None, s.stacks, None::<fn(*const G) -> _>);
-    JoinHandle { packet, id }
+    let (g, id) = s.spawn_g(f, None, s.stacks, None);
+    JoinHandle {
+        g: Some(g),
+        id,
+        _result: PhantomData,
+    }
 }
 
 /// Spawns a green thread, like Go's `go` statement: `go!(closure)` is [`spawn`]`(closure)`.
@@ -286,10 +181,13 @@ impl Builder {
             }
         }
         let stack = class.alloc()?;
-        let (task, packet) = packet(f);
         let name = self.name.map(String::into_boxed_str);
-        let id = s.spawn_g(task, name, class, Some(move |g| new_coro(stack, g)));
-        Ok(JoinHandle { packet, id })
+        let (g, id) = s.spawn_g(f, name, class, Some(stack));
+        Ok(JoinHandle {
+            g: Some(g),
+            id,
+            _result: PhantomData,
+        })
     }
 }
 
@@ -338,11 +236,4 @@ pub fn max_procs() -> usize {
 /// ```
 pub fn num_green_threads() -> usize {
     sched().live_gs()
-}
-
-/// A panic payload's message, if it has one.
-pub(crate) fn _payload_str(p: &(dyn Any + Send)) -> Option<&str> {
-    p.downcast_ref::<&str>()
-        .copied()
-        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
 }

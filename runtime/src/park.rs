@@ -29,17 +29,16 @@
 //! consume, or finds it PARKED and queues it.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::thread::Thread;
 
-use crate::g::{Suspend, ACTIVE, DEAD, G, NOTIFIED, PARKED, PARKING};
+use crate::g::{GRef, Suspend, ACTIVE, DEAD, NOTIFIED, PARKED, PARKING};
 use crate::sched::{current_g, sched, suspend};
 
 /// A handle that wakes one parked G or OS thread.
 #[derive(Clone)]
 pub(crate) enum Unparker {
     /// A green thread.
-    G(Arc<G>),
+    G(GRef),
     /// An OS thread outside the runtime.
     Thread(Thread),
 }
@@ -51,12 +50,8 @@ impl Unparker {
         if g.is_null() {
             Unparker::Thread(std::thread::current())
         } else {
-            // SAFETY: `g` is the running G, kept alive by the M running it; every G lives
-            // in an `Arc` (see `Sched::spawn_g`), so bumping its count is sound.
-            unsafe {
-                Arc::increment_strong_count(g);
-                Unparker::G(Arc::from_raw(g))
-            }
+            // SAFETY: `g` is the running G, kept alive by the M running it.
+            Unparker::G(unsafe { GRef::clone_from_ptr(g) })
         }
     }
 
@@ -69,7 +64,7 @@ impl Unparker {
     }
 }
 
-fn unpark_g(g: &Arc<G>) {
+fn unpark_g(g: &GRef) {
     let mut cur = g.state.load(Ordering::Relaxed);
     loop {
         let next = match cur {

@@ -31,10 +31,11 @@
 //!
 //! A runnable G is in exactly one place: a P's `runnext`, a P's local queue, the global
 //! queue, or on an M (being resumed). A parked G is in no queue: the only references to it
-//! are the waiters' `Unparker`s. The `Arc<G>` in a queue *is* the right to run it.
+//! are the waiters' `Unparker`s. The `GRef` in a queue *is* the right to run it.
 
 use std::cell::{Cell, UnsafeCell};
 use std::ptr;
+use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
@@ -43,12 +44,16 @@ use corosensei::CoroutineResult;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
 use crate::config::{Config, MAX_PROCS};
-use crate::g::{Coro, Suspend, Task, ACTIVE, DEAD, G, NOTIFIED, PARKED, PARKING};
+pub(crate) use crate::g::GRef;
+use crate::g::{Coro, Suspend, ACTIVE, DEAD, G, NOTIFIED, PARKED, PARKING};
 use crate::signal::{self, Running};
 use crate::stack::{self, GStack, StackClass};
 
-/// A runnable G. Owning one is the right to run it.
-pub(crate) type GRef = Arc<G>;
+/// A dead G with no references, on a free list.
+struct FreeG(NonNull<G>);
+
+// SAFETY: a free G is plain memory owned by whichever list holds it.
+unsafe impl Send for FreeG {}
 
 /// Local run queue capacity (Go's 256); beyond it half the queue spills to the global one.
 const RUNQ_CAP: usize = 256;
@@ -60,6 +65,8 @@ const STEAL_ROUNDS: usize = 4;
 const STEAL_MAX: usize = RUNQ_CAP / 2;
 /// Dead G structs a P keeps for reuse.
 const GFREE_CAP: usize = 64;
+/// Dead G structs kept process-wide beyond the P's lists.
+const GFREE_GLOBAL_CAP: usize = 64 * 1024;
 /// Stacks a P keeps; beyond it half move to the global lists.
 const STACK_CACHE_CAP: usize = 32;
 /// G ids a P reserves at once (Go's goidcache).
@@ -75,7 +82,7 @@ pub(crate) struct P {
     runq: UnsafeCell<Worker<GRef>>,
     /// Any M may steal from the local queue through this.
     stealer: Stealer<GRef>,
-    /// The G readied last by the running G, run next (an `Arc<G>` from `into_raw`, or
+    /// The G readied last by the running G, run next (a `GRef` from `into_raw`, or
     /// null). The owner swaps it in; stealers may swap it out.
     runnext: AtomicPtr<G>,
     /// Caches only the holder of the P touches.
@@ -88,7 +95,7 @@ pub(crate) struct P {
 
 struct PLocal {
     schedtick: u32,
-    gfree: Vec<GRef>,
+    gfree: Vec<FreeG>,
     stacks: Vec<GStack>,
     goid_next: u64,
     goid_end: u64,
@@ -164,6 +171,10 @@ pub(crate) struct Sched {
     next_goid: AtomicU64,
     /// Strides coprime with `procs`, for random-order stealing.
     coprimes: Vec<usize>,
+    /// Dead G's beyond what the P's keep (Go's sched.gFree): P's move half their list here
+    /// when it is full and refill from here when it is empty, so G's that die on one P are
+    /// reused by spawns on another instead of being freed and reallocated across threads.
+    gfree: Mutex<Vec<FreeG>>,
 }
 
 static SCHED: OnceLock<Sched> = OnceLock::new();
@@ -268,6 +279,7 @@ impl Sched {
             ext_spawned: AtomicU64::new(0),
             next_goid: AtomicU64::new(1),
             coprimes,
+            gfree: Mutex::new(Vec::new()),
         }
     }
 
@@ -284,15 +296,20 @@ impl Sched {
 
     // ---- spawning -------------------------------------------------------------------
 
-    /// Creates a G for `task` and makes it runnable. `stack` is a stack bound eagerly
-    /// (`Builder`), or `None` to bind one when the G first runs.
-    pub(crate) fn spawn_g(
+    /// Creates a G for `f` and makes it runnable; returns the join handle's reference and
+    /// the G's id. `stack` is a stack bound eagerly (`Builder`), or `None` to bind one when
+    /// the G first runs.
+    pub(crate) fn spawn_g<F, T>(
         &'static self,
-        task: Arc<dyn Task>,
+        f: F,
         name: Option<Box<str>>,
         class: &'static StackClass,
-        coro: Option<impl FnOnce(*const G) -> Coro>,
-    ) -> u64 {
+        stack: Option<GStack>,
+    ) -> (GRef, u64)
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let pid = current_p();
         if pid != NO_P {
             let p = &self.ps[pid];
@@ -304,36 +321,36 @@ impl Sched {
             }
             let id = l.goid_next;
             l.goid_next += 1;
-            let g = match l.gfree.pop() {
-                Some(g) => {
-                    // SAFETY: `put_g` only keeps G's nobody else references.
-                    unsafe { g.reuse(id, name, task, class) };
-                    g
-                }
-                None => Arc::new(G::new(id, name, task, class)),
-            };
-            if let Some(make) = coro {
-                // SAFETY: the G is not published yet; we own it.
-                unsafe { g.owned() }.coro = Some(make(Arc::as_ptr(&g)));
+            if l.gfree.is_empty() {
+                let mut global = lock(&self.gfree);
+                let n = global.len().min(GFREE_CAP / 2);
+                let at = global.len() - n;
+                l.gfree.extend(global.drain(at..));
             }
-            // Owner-only counter: a plain load and store (module docs of P).
+            let (g, handle) = GRef::new_task(l.gfree.pop().map(|f| f.0), id, name, class, f);
+            if let Some(st) = stack {
+                // SAFETY: the G is not published yet; we own it.
+                unsafe { g.owned() }.coro = Some(new_coro(st, g.as_ptr()));
+            }
+            // Owner-only counter: a plain load and store (see P).
             p.spawned
                 .store(p.spawned.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             // SAFETY: we hold `p`.
             unsafe { self.runqput(p, g, true) };
             self.wakep(false);
-            id
+            (handle, id)
         } else {
             let id = self.next_goid.fetch_add(1, Ordering::Relaxed);
-            let g = Arc::new(G::new(id, name, task, class));
-            if let Some(make) = coro {
+            let recycled = lock(&self.gfree).pop().map(|f| f.0);
+            let (g, handle) = GRef::new_task(recycled, id, name, class, f);
+            if let Some(st) = stack {
                 // SAFETY: the G is not published yet; we own it.
-                unsafe { g.owned() }.coro = Some(make(Arc::as_ptr(&g)));
+                unsafe { g.owned() }.coro = Some(new_coro(st, g.as_ptr()));
             }
             self.ext_spawned.fetch_add(1, Ordering::Relaxed);
             self.injector.push(g);
             self.wakep(true);
-            id
+            (handle, id)
         }
     }
 
@@ -359,15 +376,13 @@ impl Sched {
         if next {
             // AcqRel: Release publishes the G to a stealer that swaps it out; Acquire takes
             // the old one's contents from whoever put it there.
-            let old = p
-                .runnext
-                .swap(Arc::into_raw(g).cast_mut(), Ordering::AcqRel);
+            let old = p.runnext.swap(g.into_raw(), Ordering::AcqRel);
             if old.is_null() {
                 return;
             }
-            // SAFETY: non-null runnext values come from `Arc::into_raw`, and the swap made
-            // us the only owner of this one.
-            g = unsafe { Arc::from_raw(old) };
+            // SAFETY: non-null runnext values come from `GRef::into_raw`, and the swap
+            // made us the only owner of this one.
+            g = unsafe { GRef::from_raw(old) };
         }
         // SAFETY: the caller holds `p`.
         let q = unsafe { p.runq() };
@@ -398,8 +413,8 @@ impl Sched {
             // Acquire: pairs with the AcqRel swap that put the G there.
             let g = p.runnext.swap(ptr::null_mut(), Ordering::Acquire);
             if !g.is_null() {
-                // SAFETY: from `Arc::into_raw`; the swap made us its only owner.
-                return Some(unsafe { Arc::from_raw(g) });
+                // SAFETY: from `GRef::into_raw`; the swap made us its only owner.
+                return Some(unsafe { GRef::from_raw(g) });
             }
         }
         // SAFETY: the caller holds `p`.
@@ -691,8 +706,8 @@ impl M {
                         // Acquire: pairs with the owner's AcqRel swap that put it there.
                         let g = victim.runnext.swap(ptr::null_mut(), Ordering::Acquire);
                         if !g.is_null() {
-                            // SAFETY: from `Arc::into_raw`; the swap made us its owner.
-                            return Some(unsafe { Arc::from_raw(g) });
+                            // SAFETY: from `GRef::into_raw`; the swap made us its owner.
+                            return Some(unsafe { GRef::from_raw(g) });
                         }
                     }
                 }
@@ -748,15 +763,17 @@ impl M {
                 Ok(st) => st,
                 Err(e) => {
                     // No stack: the G fails instead of running; the runtime goes on.
-                    let task = o.task.take().expect("an unstarted G has its task");
+                    let msg = format!("green thread #{} could not start: {e}", o.id);
+                    eprintln!("gort: {msg}");
                     g.state.store(DEAD, Ordering::Relaxed);
-                    task.fail(e);
+                    // SAFETY: we own the G and it never ran.
+                    unsafe { g.fail_task(msg) };
                     return;
                 }
             };
-            o.coro = Some(new_coro(st, Arc::as_ptr(&g)));
+            o.coro = Some(new_coro(st, g.as_ptr()));
         }
-        set_current_g(Arc::as_ptr(&g));
+        set_current_g(g.as_ptr());
         // Cleared when `g` leaves this M, whichever way it leaves.
         let _clear = ClearCurrentG;
         loop {
@@ -806,8 +823,8 @@ impl M {
                     let coro = o.coro.take().expect("a finished G has its coroutine");
                     let st = coro.into_stack();
                     self.put_stack(st);
-                    o.name = None;
-                    self.put_g(g);
+                    // Our reference goes; the last one recycles the G (`free_g`).
+                    drop(g);
                     return;
                 }
             }
@@ -845,15 +862,36 @@ impl M {
         }
         l.stacks.push(st);
     }
+}
 
-    fn put_g(&mut self, g: GRef) {
-        // SAFETY: this M holds its P.
-        let l = unsafe { self.p().local() };
-        // Only a G nobody else references can be reused; once dead and unique, no new
-        // reference can appear (one is only ever cloned from another).
-        // (No Weak is ever made, so a strong count of one means unique.)
-        if l.gfree.len() < GFREE_CAP && Arc::strong_count(&g) == 1 {
-            l.gfree.push(g);
+/// Puts a dead, unreferenced G on the current P's free list (or the global one).
+pub(crate) fn free_g(g: NonNull<G>) {
+    let s = sched();
+    let pid = current_p();
+    if pid != NO_P {
+        // SAFETY: CUR_P says this thread's M holds the P.
+        let l = unsafe { s.ps[pid].local() };
+        if l.gfree.len() >= GFREE_CAP {
+            let mut global = lock(&s.gfree);
+            let room = GFREE_GLOBAL_CAP.saturating_sub(global.len());
+            let moved = (GFREE_CAP / 2).min(room);
+            global.extend(l.gfree.drain(..moved));
+            drop(global);
+            // Enough spare G's process-wide: free the rest of the half for good.
+            for f in l.gfree.drain(..GFREE_CAP / 2 - moved) {
+                // SAFETY: on no list any more, no references.
+                unsafe { G::dealloc(f.0) };
+            }
+        }
+        l.gfree.push(FreeG(g));
+    } else {
+        let mut global = lock(&s.gfree);
+        if global.len() < GFREE_GLOBAL_CAP {
+            global.push(FreeG(g));
+        } else {
+            drop(global);
+            // SAFETY: on no list, no references.
+            unsafe { G::dealloc(g) };
         }
     }
 }
@@ -883,14 +921,12 @@ pub(crate) fn new_coro(st: GStack, g: *const G) -> Coro {
     let gp = g as usize;
     Coro::with_stack(st, move |y, ()| {
         let g = gp as *const G;
-        // SAFETY: the G is alive while its coroutine runs (the running M holds an Arc),
-        // and the G's own code owns its fields while it runs.
-        let task = unsafe {
-            let o = (*g).owned();
-            o.yielder = y as *const _;
-            o.task.take().expect("a G runs its task once")
-        };
-        task.run();
+        // SAFETY: the G is alive while its coroutine runs (the running M holds a GRef),
+        // and the G's own code owns its fields while it runs; this is its first run.
+        unsafe {
+            (*g).owned().yielder = y as *const _;
+            (*g).run_task();
+        }
     })
 }
 
