@@ -7,6 +7,7 @@ const SIGSEGV: i32 = 11;
 const SIGABRT: i32 = 6;
 
 #[inline(never)]
+#[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 {
     let buf = [depth as u8; 1024];
     let buf = std::hint::black_box(buf);

@@ -17,7 +17,7 @@ use std::cell::UnsafeCell;
 use std::mem::{self, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{fence, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::thread;
 
 use corosensei::{Coroutine, Yielder};
@@ -156,14 +156,18 @@ pub(crate) struct GOwned {
     pub(crate) yielder: *const GYielder,
     /// Class of the stack to bind at first run.
     pub(crate) class: &'static StackClass,
-    /// What the overflow handler reports; filled in when the stack is bound.
-    pub(crate) running: Running,
+    /// Lowest address of the bound stack (its guard starts there), or 0; for the overflow
+    /// handler.
+    pub(crate) stack_lo: usize,
 }
 
 /// One green thread.
 pub(crate) struct G {
     /// Live `GRef`s.
     refs: AtomicUsize,
+    /// A copy of `owned.id` that join handles may read (Relaxed: written before the handle
+    /// exists, on the same thread).
+    id: AtomicU64,
     /// The park state word: ACTIVE, NOTIFIED, PARKING, PARKED or DEAD.
     pub(crate) state: AtomicU8,
     /// The join state word: J_RUNNING, J_WAITING, J_DONE or J_DETACHED.
@@ -216,7 +220,7 @@ impl GRef {
             coro: None,
             yielder: ptr::null(),
             class,
-            running: Running::NONE,
+            stack_lo: 0,
         };
         let ops: &'static SlotOps = &OpsFor::<F, T>::OPS;
         let g = match recycled {
@@ -225,6 +229,7 @@ impl GRef {
                 unsafe {
                     let r = g.as_ptr();
                     (*r).refs.store(2, Ordering::Relaxed);
+                    (*r).id.store(id, Ordering::Relaxed);
                     (*r).state.store(ACTIVE, Ordering::Relaxed);
                     (*r).join.store(J_RUNNING, Ordering::Relaxed);
                     *(*r).ops.get() = ops;
@@ -235,6 +240,7 @@ impl GRef {
             None => {
                 let b = Box::new(G {
                     refs: AtomicUsize::new(2),
+                    id: AtomicU64::new(id),
                     state: AtomicU8::new(ACTIVE),
                     join: AtomicU8::new(J_RUNNING),
                     joiner: UnsafeCell::new(None),
@@ -332,8 +338,23 @@ impl G {
     /// Called on the thread running the G, which is then suspended inside a fault: nothing
     /// writes the record concurrently.
     pub(crate) unsafe fn running(&self) -> Running {
-        // SAFETY: see above; a plain read of a Copy field.
-        unsafe { (*self.owned.get()).running }
+        // SAFETY: see above; plain reads of fields nobody writes meanwhile.
+        let o = unsafe { &*self.owned.get() };
+        if o.stack_lo == 0 {
+            return Running::NONE;
+        }
+        Running {
+            guard_lo: o.stack_lo,
+            guard_hi: o.stack_lo + crate::stack::GUARD_SIZE,
+            name: o.name.as_deref().map_or(ptr::null(), |n| n.as_ptr()),
+            name_len: o.name.as_deref().map_or(0, str::len),
+            id: o.id,
+        }
+    }
+
+    /// The G's id (immutable while any reference to the G exists).
+    pub(crate) fn id(&self) -> u64 {
+        self.id.load(Ordering::Relaxed)
     }
 
     /// Runs the G's closure and publishes its result. Called once, by the G, on its stack.
@@ -366,7 +387,7 @@ impl G {
                 // SAFETY: the joiner wrote `joiner` before publishing J_WAITING, which we
                 // read; it no longer touches it.
                 if let Some(w) = unsafe { (*self.joiner.get()).take() } {
-                    w.unpark();
+                    w.unpark(false);
                 }
             }
             J_DETACHED => {

@@ -17,7 +17,6 @@ use crate::stack::StackClass;
 pub struct JoinHandle<T> {
     /// The G; `None` once joined.
     g: Option<GRef>,
-    id: u64,
     _result: PhantomData<fn() -> T>,
 }
 
@@ -48,7 +47,7 @@ impl<T> JoinHandle<T> {
 
     /// The green thread's id: unique among all green threads of the process, never 0.
     pub fn id(&self) -> u64 {
-        self.id
+        self.g.as_ref().map_or(0, |g| g.id())
     }
 }
 
@@ -64,7 +63,7 @@ impl<T> Drop for JoinHandle<T> {
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinHandle")
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("finished", &self.is_finished())
             .finish()
     }
@@ -90,10 +89,9 @@ where
     T: Send + 'static,
 {
     let s = sched();
-    let (g, id) = s.spawn_g(f, None, s.stacks, None);
+    let g = s.spawn_g(f, None, s.stacks, None);
     JoinHandle {
         g: Some(g),
-        id,
         _result: PhantomData,
     }
 }
@@ -182,10 +180,9 @@ impl Builder {
         }
         let stack = class.alloc()?;
         let name = self.name.map(String::into_boxed_str);
-        let (g, id) = s.spawn_g(f, name, class, Some(stack));
+        let g = s.spawn_g(f, name, class, Some(stack));
         Ok(JoinHandle {
             g: Some(g),
-            id,
             _result: PhantomData,
         })
     }

@@ -46,7 +46,7 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crate::config::{Config, MAX_PROCS};
 pub(crate) use crate::g::GRef;
 use crate::g::{Coro, Suspend, ACTIVE, DEAD, G, NOTIFIED, PARKED, PARKING};
-use crate::signal::{self, Running};
+use crate::signal;
 use crate::stack::{self, GStack, StackClass};
 
 /// A dead G with no references, on a free list.
@@ -175,6 +175,10 @@ pub(crate) struct Sched {
     /// when it is full and refill from here when it is empty, so G's that die on one P are
     /// reused by spawns on another instead of being freed and reallocated across threads.
     gfree: Mutex<Vec<FreeG>>,
+    /// `gfree.len()`, kept under its lock, read without it (Relaxed: a hint; a stale value
+    /// only costs a needless lock or one fresh allocation) so that spawns do not take the
+    /// lock just to find the list empty.
+    gfree_len: AtomicUsize,
 }
 
 static SCHED: OnceLock<Sched> = OnceLock::new();
@@ -280,6 +284,7 @@ impl Sched {
             next_goid: AtomicU64::new(1),
             coprimes,
             gfree: Mutex::new(Vec::new()),
+            gfree_len: AtomicUsize::new(0),
         }
     }
 
@@ -305,7 +310,7 @@ impl Sched {
         name: Option<Box<str>>,
         class: &'static StackClass,
         stack: Option<GStack>,
-    ) -> (GRef, u64)
+    ) -> GRef
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -321,11 +326,12 @@ impl Sched {
             }
             let id = l.goid_next;
             l.goid_next += 1;
-            if l.gfree.is_empty() {
+            if l.gfree.is_empty() && self.gfree_len.load(Ordering::Relaxed) > 0 {
                 let mut global = lock(&self.gfree);
                 let n = global.len().min(GFREE_CAP / 2);
                 let at = global.len() - n;
                 l.gfree.extend(global.drain(at..));
+                self.gfree_len.store(global.len(), Ordering::Relaxed);
             }
             let (g, handle) = GRef::new_task(l.gfree.pop().map(|f| f.0), id, name, class, f);
             if let Some(st) = stack {
@@ -338,10 +344,17 @@ impl Sched {
             // SAFETY: we hold `p`.
             unsafe { self.runqput(p, g, true) };
             self.wakep(false);
-            (handle, id)
+            handle
         } else {
             let id = self.next_goid.fetch_add(1, Ordering::Relaxed);
-            let recycled = lock(&self.gfree).pop().map(|f| f.0);
+            let recycled = if self.gfree_len.load(Ordering::Relaxed) > 0 {
+                let mut global = lock(&self.gfree);
+                let g = global.pop().map(|f| f.0);
+                self.gfree_len.store(global.len(), Ordering::Relaxed);
+                g
+            } else {
+                None
+            };
             let (g, handle) = GRef::new_task(recycled, id, name, class, f);
             if let Some(st) = stack {
                 // SAFETY: the G is not published yet; we own it.
@@ -350,7 +363,7 @@ impl Sched {
             self.ext_spawned.fetch_add(1, Ordering::Relaxed);
             self.injector.push(g);
             self.wakep(true);
-            (handle, id)
+            handle
         }
     }
 
@@ -427,12 +440,10 @@ impl Sched {
     /// The caller holds `p`.
     unsafe fn globrunqget(&self, p: &P) -> Option<GRef> {
         let n = (self.injector.len() / self.procs + 1).min(STEAL_MAX);
+        // SAFETY: the caller holds `p`.
+        let q = unsafe { p.runq() };
         loop {
-            // SAFETY: the caller holds `p`.
-            match self
-                .injector
-                .steal_batch_with_limit_and_pop(unsafe { p.runq() }, n)
-            {
+            match self.injector.steal_batch_with_limit_and_pop(q, n) {
                 Steal::Success(g) => return Some(g),
                 Steal::Empty => return None,
                 Steal::Retry => continue,
@@ -442,11 +453,14 @@ impl Sched {
 
     /// Makes a G runnable from wherever the caller is: on the current P's `runnext` if this
     /// thread is an M, else on the global queue. Then `wakep`.
-    pub(crate) fn ready(&self, g: GRef) {
+    ///
+    /// `next` puts it in `runnext`, to run as soon as the waker blocks (Go's `ready`: what
+    /// makes a hand-off between two G's fast); otherwise at the tail of the local queue.
+    pub(crate) fn ready(&self, g: GRef, next: bool) {
         let pid = current_p();
         if pid != NO_P {
             // SAFETY: CUR_P says this thread's M holds the P.
-            unsafe { self.runqput(&self.ps[pid], g, true) };
+            unsafe { self.runqput(&self.ps[pid], g, next) };
             self.wakep(false);
         } else {
             self.injector.push(g);
@@ -606,17 +620,20 @@ impl M {
         let s = self.sched;
         'top: loop {
             let p = self.p();
-            // SAFETY (all `unsafe` calls on `p` in this loop): this M holds `p`.
+            // SAFETY: this M holds `p`.
             let tick = unsafe { p.local() }.schedtick;
             if tick % GLOBAL_TICK == 0 && !s.injector.is_empty() {
+                // SAFETY: this M holds `p`.
                 if let Some(g) = unsafe { s.globrunqget(p) } {
                     return g;
                 }
             }
+            // SAFETY: this M holds `p`.
             if let Some(g) = unsafe { s.runqget(p) } {
                 return g;
             }
             if !s.injector.is_empty() {
+                // SAFETY: this M holds `p`.
                 if let Some(g) = unsafe { s.globrunqget(p) } {
                     return g;
                 }
@@ -639,6 +656,7 @@ impl M {
                 let mut idle = lock(&s.idle);
                 if !s.injector.is_empty() {
                     drop(idle);
+                    // SAFETY: this M still holds `p`.
                     if let Some(g) = unsafe { s.globrunqget(p) } {
                         return g;
                     }
@@ -681,6 +699,8 @@ impl M {
             return None;
         }
         let p = self.p();
+        // SAFETY: this M holds `p`, the destination.
+        let q = unsafe { p.runq() };
         for round in 0..STEAL_ROUNDS {
             let r = self.next_rand() as usize;
             let start = r % n;
@@ -690,11 +710,7 @@ impl M {
                 if i != self.p {
                     let victim = &s.ps[i];
                     loop {
-                        // SAFETY: this M holds `p`, the destination.
-                        match victim
-                            .stealer
-                            .steal_batch_with_limit_and_pop(unsafe { p.runq() }, STEAL_MAX)
-                        {
+                        match victim.stealer.steal_batch_with_limit_and_pop(q, STEAL_MAX) {
                             Steal::Success(g) => return Some(g),
                             Steal::Empty => break,
                             Steal::Retry => continue,
@@ -876,6 +892,7 @@ pub(crate) fn free_g(g: NonNull<G>) {
             let room = GFREE_GLOBAL_CAP.saturating_sub(global.len());
             let moved = (GFREE_CAP / 2).min(room);
             global.extend(l.gfree.drain(..moved));
+            s.gfree_len.store(global.len(), Ordering::Relaxed);
             drop(global);
             // Enough spare G's process-wide: free the rest of the half for good.
             for f in l.gfree.drain(..GFREE_CAP / 2 - moved) {
@@ -888,6 +905,7 @@ pub(crate) fn free_g(g: NonNull<G>) {
         let mut global = lock(&s.gfree);
         if global.len() < GFREE_GLOBAL_CAP {
             global.push(FreeG(g));
+            s.gfree_len.store(global.len(), Ordering::Relaxed);
         } else {
             drop(global);
             // SAFETY: on no list, no references.
@@ -908,16 +926,8 @@ impl Drop for ClearCurrentG {
 /// Creates the coroutine of `g` on `st`. The entry frame records the yielder in the G, then
 /// runs the G's task.
 pub(crate) fn new_coro(st: GStack, g: *const G) -> Coro {
-    let (guard_lo, guard_hi) = st.guard();
     // SAFETY: the caller owns `g` (spawner before publishing, or the executing M).
-    let o = unsafe { (*g).owned() };
-    o.running = Running {
-        guard_lo,
-        guard_hi,
-        name: o.name.as_deref().map_or(ptr::null(), |n| n.as_ptr()),
-        name_len: o.name.as_deref().map_or(0, str::len),
-        id: o.id,
-    };
+    unsafe { (*g).owned() }.stack_lo = st.guard().0;
     let gp = g as usize;
     Coro::with_stack(st, move |y, ()| {
         let g = gp as *const G;

@@ -1,0 +1,232 @@
+//! gort against `std::thread` on this machine: the README's main job.
+//!
+//! Every row runs gort and its baseline in the same process, one after the other, and
+//! reports the ratio. Sizes differ where the baseline cannot go further: this machine runs
+//! out of OS threads long before a million (std's numbers are per task, so they compare).
+//!
+//! Run: `cargo run --release --example compare` (GORT_MAXPROCS changes the P count).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+const GORT_TASKS: u64 = 1_000_000;
+const STD_TASKS: u64 = 10_000;
+const GORT_PARKED: usize = 1_000_000;
+const STD_PARKED: usize = 10_000;
+
+fn per(d: Duration, n: u64) -> f64 {
+    d.as_nanos() as f64 / n as f64
+}
+
+/// Best of `reps` runs of `f`, which returns the per-task time in ns.
+fn best(reps: usize, mut f: impl FnMut() -> f64) -> f64 {
+    (0..reps).map(|_| f()).fold(f64::INFINITY, f64::min)
+}
+
+fn gort_spawn_join_from_main() -> f64 {
+    let t = Instant::now();
+    let hs: Vec<_> = (0..GORT_TASKS).map(|i| gort::go!(move || i)).collect();
+    let sum: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    let d = t.elapsed();
+    assert_eq!(sum, GORT_TASKS * (GORT_TASKS - 1) / 2);
+    per(d, GORT_TASKS)
+}
+
+fn gort_spawn_join_from_g() -> f64 {
+    gort::go!(|| {
+        let t = Instant::now();
+        let hs: Vec<_> = (0..GORT_TASKS).map(|i| gort::go!(move || i)).collect();
+        let sum: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+        let d = t.elapsed();
+        assert_eq!(sum, GORT_TASKS * (GORT_TASKS - 1) / 2);
+        per(d, GORT_TASKS)
+    })
+    .join()
+    .unwrap()
+}
+
+fn std_spawn_join() -> f64 {
+    let t = Instant::now();
+    let hs: Vec<_> = (0..STD_TASKS)
+        .map(|i| std::thread::spawn(move || i))
+        .collect();
+    let sum: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    let d = t.elapsed();
+    assert_eq!(sum, STD_TASKS * (STD_TASKS - 1) / 2);
+    per(d, STD_TASKS)
+}
+
+fn std_spawn_join_from_thread() -> f64 {
+    std::thread::spawn(std_spawn_join).join().unwrap()
+}
+
+fn gort_yield_alone(n: u64) -> f64 {
+    gort::go!(move || {
+        let t = Instant::now();
+        for _ in 0..n {
+            gort::yield_now();
+        }
+        per(t.elapsed(), n)
+    })
+    .join()
+    .unwrap()
+}
+
+fn std_yield(n: u64) -> f64 {
+    let t = Instant::now();
+    for _ in 0..n {
+        std::thread::yield_now();
+    }
+    per(t.elapsed(), n)
+}
+
+fn rss_kib() -> usize {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// RSS growth per parked G: `n` G's each blocked in `join` on the one before it, the first
+/// waiting on a gate. Returns bytes per G.
+fn gort_parked_rss(n: usize) -> f64 {
+    let before = rss_kib();
+    let started = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(AtomicBool::new(false));
+    let o = open.clone();
+    let mut last = gort::go!(move || {
+        while !o.load(Ordering::SeqCst) {
+            gort::yield_now();
+        }
+        0usize
+    });
+    for _ in 0..n {
+        let prev = last;
+        let s = started.clone();
+        last = gort::go!(move || {
+            s.fetch_add(1, Ordering::Relaxed);
+            prev.join().unwrap() + 1
+        });
+    }
+    while started.load(Ordering::Relaxed) < n {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let during = rss_kib();
+    open.store(true, Ordering::SeqCst);
+    assert_eq!(last.join().unwrap(), n);
+    (during.saturating_sub(before) * 1024) as f64 / n as f64
+}
+
+/// RSS growth per parked OS thread (each blocked on a barrier). Kernel memory (the thread's
+/// kernel stack and task struct) is not in RSS and not counted.
+fn std_parked_rss(n: usize) -> f64 {
+    let before = rss_kib();
+    let in_place = Arc::new(Barrier::new(n + 1));
+    let release = Arc::new(Barrier::new(n + 1));
+    let hs: Vec<_> = (0..n)
+        .map(|_| {
+            let a = in_place.clone();
+            let b = release.clone();
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    a.wait();
+                    b.wait();
+                })
+                .expect("spawn thread")
+        })
+        .collect();
+    in_place.wait();
+    let during = rss_kib();
+    release.wait();
+    for h in hs {
+        h.join().unwrap();
+    }
+    (during.saturating_sub(before) * 1024) as f64 / n as f64
+}
+
+fn row(name: &str, gort: f64, base: f64, unit: &str, note: &str) {
+    let ratio = base / gort;
+    println!(
+        "| {name:<38} | {gort:>10.1} {unit:<4} | {base:>10.1} {unit:<4} | {ratio:>8.1}x | {note}"
+    );
+}
+
+fn main() {
+    // `compare spawn` / `compare yield` / `compare rss` run one group only (for profiling).
+    let only = std::env::args().nth(1).unwrap_or_default();
+    let want = |g: &str| only.is_empty() || only == g;
+    let t0 = Instant::now();
+    println!(
+        "gort {} vs std::thread — {} P's, {} CPUs",
+        env!("CARGO_PKG_VERSION"),
+        gort::max_procs(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!("(best of 3; ratio = std / gort, higher is better for gort)\n");
+    println!(
+        "| {:<38} | {:>15} | {:>15} | {:>9} | notes",
+        "measure", "gort", "std::thread", "ratio"
+    );
+    println!("|{:-<40}|{:-<17}|{:-<17}|{:-<11}|------", "", "", "", "");
+
+    // Warm up both (thread creation paths, the runtime's M's).
+    gort::go!(|| ()).join().unwrap();
+    std::thread::spawn(|| ()).join().unwrap();
+
+    if want("spawn") {
+        let g = best(3, gort_spawn_join_from_main);
+        let s = best(3, std_spawn_join);
+        row(
+            "spawn+join, from main thread",
+            g,
+            s,
+            "ns",
+            &format!("{GORT_TASKS} G's vs {STD_TASKS} threads, all spawned then all joined"),
+        );
+        let g = best(3, gort_spawn_join_from_g);
+        let s = best(3, std_spawn_join_from_thread);
+        row(
+            "spawn+join, from inside a task",
+            g,
+            s,
+            "ns",
+            &format!("{GORT_TASKS} G's vs {STD_TASKS} threads"),
+        );
+    }
+    if want("gspawn") {
+        let g = best(5, gort_spawn_join_from_g);
+        println!("gort spawn+join from a G: {g:.1} ns");
+    }
+    if want("yield") {
+        let g = best(3, || gort_yield_alone(10_000_000));
+        let s = best(3, || std_yield(1_000_000));
+        row(
+            "yield, one task",
+            g,
+            s,
+            "ns",
+            "G: to the scheduler and back; std: sched_yield",
+        );
+    }
+    if want("rss") {
+        let g = gort_parked_rss(GORT_PARKED);
+        let s = std_parked_rss(STD_PARKED);
+        row(
+        "RSS per parked task",
+        g / 1024.0,
+        s / 1024.0,
+        "KiB",
+        &format!(
+            "{GORT_PARKED} G's parked at once vs {STD_PARKED} threads (64 KiB stacks; kernel memory not in RSS)"
+        ),
+    );
+    }
+    println!(
+        "\nlive green threads at exit: {}",
+        gort::num_green_threads()
+    );
+    println!("total time: {:.1} s", t0.elapsed().as_secs_f64());
+}
