@@ -318,6 +318,13 @@ fn mprotect_guards_hit_map_limit_with_an_error() {
         assert!(msg.contains("max_map_count"), "{msg}");
         assert_eq!(gort::__stack_guard_kind(), "mprotect");
         println!("spawned {n} before: {msg}");
+        // go!() binds its stack when the G first runs: the same refusal reaches its join.
+        let e = gort::go!(|| 1).join().unwrap_err();
+        let m = e.downcast_ref::<String>().expect("a message");
+        assert!(
+            m.contains("could not start") && m.contains("max_map_count"),
+            "{m}"
+        );
         open.store(true, Ordering::SeqCst);
         // The closure that failed to spawn owned the last handle and dropped it: the chain
         // is detached. Wait for all of it to finish.

@@ -716,14 +716,9 @@ impl M {
                             Steal::Retry => continue,
                         }
                     }
-                    if round == STEAL_ROUNDS - 1
-                        && !victim.runnext.load(Ordering::Relaxed).is_null()
-                    {
-                        // Acquire: pairs with the owner's AcqRel swap that put it there.
-                        let g = victim.runnext.swap(ptr::null_mut(), Ordering::Acquire);
-                        if !g.is_null() {
-                            // SAFETY: from `GRef::into_raw`; the swap made us its owner.
-                            return Some(unsafe { GRef::from_raw(g) });
+                    if round == STEAL_ROUNDS - 1 {
+                        if let Some(g) = steal_runnext(victim) {
+                            return Some(g);
                         }
                     }
                 }
@@ -911,6 +906,41 @@ pub(crate) fn free_g(g: NonNull<G>) {
             // SAFETY: on no list, no references.
             unsafe { G::dealloc(g) };
         }
+    }
+}
+
+/// How long a thief lets a victim's `runnext` sit before taking it (Go's usleep(3)).
+const RUNNEXT_GRACE: std::time::Duration = std::time::Duration::from_micros(3);
+
+/// Takes a victim's `runnext`, but only if it stays there for [`RUNNEXT_GRACE`]: the G was
+/// just readied by the G running on that P, which usually blocks right away and lets its
+/// own M run it, far more cheaply than a move to another thread (Go's runqgrab does the
+/// same). Taking it at once makes every spawn-then-join bounce across OS threads.
+fn steal_runnext(victim: &P) -> Option<GRef> {
+    let seen = victim.runnext.load(Ordering::Relaxed);
+    if seen.is_null() {
+        return None;
+    }
+    let start = std::time::Instant::now();
+    while start.elapsed() < RUNNEXT_GRACE {
+        for _ in 0..32 {
+            std::hint::spin_loop();
+        }
+        if victim.runnext.load(Ordering::Relaxed) != seen {
+            return None;
+        }
+    }
+    // Acquire: pairs with the owner's AcqRel swap that put it there. Only the very G we
+    // waited on is taken.
+    match victim.runnext.compare_exchange(
+        seen,
+        ptr::null_mut(),
+        Ordering::Acquire,
+        Ordering::Relaxed,
+    ) {
+        // SAFETY: from `GRef::into_raw`; the exchange made us its owner.
+        Ok(g) => Some(unsafe { GRef::from_raw(g) }),
+        Err(_) => None,
     }
 }
 
