@@ -347,14 +347,7 @@ impl Sched {
             handle
         } else {
             let id = self.next_goid.fetch_add(1, Ordering::Relaxed);
-            let recycled = if self.gfree_len.load(Ordering::Relaxed) > 0 {
-                let mut global = lock(&self.gfree);
-                let g = global.pop().map(|f| f.0);
-                self.gfree_len.store(global.len(), Ordering::Relaxed);
-                g
-            } else {
-                None
-            };
+            let recycled = ext_gfree_pop(self);
             let (g, handle) = GRef::new_task(recycled, id, name, class, f);
             if let Some(st) = stack {
                 // SAFETY: the G is not published yet; we own it.
@@ -798,8 +791,10 @@ impl M {
                     // Fast path: nothing else is runnable here or globally, so the G would
                     // come straight back out of the queue: resume it without the round trip.
                     // (Work on other P's is theirs to run; stealing is for idle M's.)
+                    // (The owner's `Worker::is_empty`: the `Stealer`'s issues a SeqCst fence.)
+                    // SAFETY: this M holds its P.
                     if p.runnext.load(Ordering::Relaxed).is_null()
-                        && p.stealer.is_empty()
+                        && unsafe { p.runq() }.is_empty()
                         && s.injector.is_empty()
                     {
                         continue;
@@ -897,15 +892,88 @@ pub(crate) fn free_g(g: NonNull<G>) {
         }
         l.gfree.push(FreeG(g));
     } else {
+        ext_gfree_push(s, FreeG(g));
+    }
+}
+
+/// A thread outside the runtime (no P) keeps its own small list of free G's, like a P, so
+/// that a main thread spawning and joining many G's does not take the global lock twice per
+/// G. What is left goes back to the global list when the thread exits.
+struct ExtGFree(Vec<FreeG>);
+
+impl Drop for ExtGFree {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        if let Some(s) = SCHED.get() {
+            let mut global = lock(&s.gfree);
+            global.append(&mut self.0);
+            s.gfree_len.store(global.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+thread_local! {
+    /// Free G's of a non-M thread (only touched while that thread holds no P).
+    static EXT_GFREE: std::cell::RefCell<ExtGFree> =
+        const { std::cell::RefCell::new(ExtGFree(Vec::new())) };
+}
+
+/// A free G for a spawn from a thread without a P, or None to allocate one.
+#[inline(never)]
+fn ext_gfree_pop(s: &Sched) -> Option<NonNull<G>> {
+    EXT_GFREE
+        .try_with(|l| {
+            let mut l = l.borrow_mut();
+            if l.0.is_empty() && s.gfree_len.load(Ordering::Relaxed) > 0 {
+                let mut global = lock(&s.gfree);
+                let n = global.len().min(GFREE_CAP / 2);
+                let at = global.len() - n;
+                l.0.extend(global.drain(at..));
+                s.gfree_len.store(global.len(), Ordering::Relaxed);
+            }
+            l.0.pop().map(|f| f.0)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Keeps a dead G freed on a thread without a P.
+#[inline(never)]
+fn ext_gfree_push(s: &Sched, g: FreeG) {
+    let spill = |g: FreeG| {
         let mut global = lock(&s.gfree);
         if global.len() < GFREE_GLOBAL_CAP {
-            global.push(FreeG(g));
+            global.push(g);
             s.gfree_len.store(global.len(), Ordering::Relaxed);
         } else {
             drop(global);
             // SAFETY: on no list, no references.
-            unsafe { G::dealloc(g) };
+            unsafe { G::dealloc(g.0) };
         }
+    };
+    let mut g = Some(g);
+    // `try_with` fails only while the thread's locals are being destroyed: then the G goes
+    // straight to the global list.
+    let _ = EXT_GFREE.try_with(|l| {
+        let mut l = l.borrow_mut();
+        if l.0.len() >= GFREE_CAP {
+            let mut global = lock(&s.gfree);
+            let room = GFREE_GLOBAL_CAP.saturating_sub(global.len());
+            let moved = (GFREE_CAP / 2).min(room);
+            global.extend(l.0.drain(..moved));
+            s.gfree_len.store(global.len(), Ordering::Relaxed);
+            drop(global);
+            for f in l.0.drain(..GFREE_CAP / 2 - moved) {
+                // SAFETY: on no list any more, no references.
+                unsafe { G::dealloc(f.0) };
+            }
+        }
+        l.0.extend(g.take());
+    });
+    if let Some(g) = g {
+        spill(g);
     }
 }
 
