@@ -793,8 +793,9 @@ impl M {
                     // (Work on other P's is theirs to run; stealing is for idle M's.)
                     // (The owner's `Worker::is_empty`: the `Stealer`'s issues a SeqCst fence.)
                     // SAFETY: this M holds its P.
+                    let q = unsafe { p.runq() };
                     if p.runnext.load(Ordering::Relaxed).is_null()
-                        && unsafe { p.runq() }.is_empty()
+                        && q.is_empty()
                         && s.injector.is_empty()
                     {
                         continue;
