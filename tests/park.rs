@@ -144,3 +144,46 @@ fn ids_are_unique() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn wakeups_from_outside_are_never_lost() {
+    // Each spawn from a plain thread finds the M's idle or about to idle; a lost wake-up
+    // would leave the join hanging. Several threads at once, many rounds.
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut sum = 0;
+                for i in 0..20_000u64 {
+                    sum += gort::go!(move || t + i).join().unwrap();
+                }
+                sum
+            })
+        })
+        .collect();
+    let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(total, 4 * (20_000 * 19_999 / 2) + 20_000 * (1 + 2 + 3));
+}
+
+#[test]
+fn wakeups_between_gs_are_never_lost() {
+    // A G hands work to a fresh G and waits for it, over and over, from many G's at once:
+    // every readied G must run although M's keep going idle and waking.
+    let hs: Vec<_> = (0..64u64)
+        .map(|k| {
+            gort::go!(move || {
+                let mut acc = 0;
+                for i in 0..2_000u64 {
+                    acc += gort::go!(move || gort::go!(move || k ^ i).join().unwrap())
+                        .join()
+                        .unwrap();
+                }
+                acc
+            })
+        })
+        .collect();
+    let got: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    let want: u64 = (0..64u64)
+        .map(|k| (0..2_000u64).map(|i| k ^ i).sum::<u64>())
+        .sum();
+    assert_eq!(got, want);
+}

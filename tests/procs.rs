@@ -343,3 +343,62 @@ fn mprotect_guards_hit_map_limit_with_an_error() {
     assert_success(&o);
     println!("{}", stdout(&o));
 }
+
+fn rss_kib() -> usize {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Deep stacks give their memory back once the runtime goes idle: 64 G's touch 200 KiB of
+/// stack each (12.5 MiB), finish, and RSS returns near where it was.
+#[test]
+fn deep_stack_memory_is_returned_when_idle() {
+    if is_child("deep_stack_memory_is_returned_when_idle") {
+        gort::go!(|| ()).join().unwrap();
+        let before = rss_kib();
+        let gate = Arc::new(AtomicUsize::new(0));
+        let hs: Vec<_> = (0..64)
+            .map(|_| {
+                let gate = gate.clone();
+                gort::go!(move || {
+                    let r = touch_deep(200 * 1024);
+                    // Hold every stack until all 64 are deep at once.
+                    gate.fetch_add(1, Ordering::SeqCst);
+                    while gate.load(Ordering::SeqCst) < 64 {
+                        gort::yield_now();
+                    }
+                    r
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        let peak = rss_kib();
+        assert!(
+            peak > before + 10 * 1024,
+            "the test did not touch memory: {before} -> {peak} KiB"
+        );
+        // Eventually (a generous bound; no timing is asserted) the idle M's scrub.
+        let mut now = peak;
+        for _ in 0..1000 {
+            now = rss_kib();
+            if now < before + 4 * 1024 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        println!("RSS KiB: before {before}, peak {peak}, after {now}");
+        assert!(
+            now < before + 4 * 1024,
+            "stacks not scrubbed: {before} -> {peak} -> {now} KiB"
+        );
+        return;
+    }
+    let o = run_child("deep_stack_memory_is_returned_when_idle", &[]);
+    assert_success(&o);
+    println!("{}", stdout(&o));
+}
