@@ -5,6 +5,21 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
+/// Spawns and joins `n` G's in batches of 1,000 (all spawned, then all joined).
+fn batches_of_1000(n: u64) -> Duration {
+    let t = Instant::now();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(1000);
+        let hs: Vec<_> = (0..k).map(|i| gort::go!(move || i)).collect();
+        for h in hs {
+            std::hint::black_box(h.join().unwrap());
+        }
+        left -= k;
+    }
+    t.elapsed()
+}
+
 /// Runs `f(iters)` on a green thread and returns the time it measured.
 fn in_g(iters: u64, f: fn(u64) -> Duration) -> Duration {
     gort::go!(move || f(iters)).join().unwrap()
@@ -27,36 +42,10 @@ fn spawn_join(c: &mut Criterion) {
     });
     // Batches of 1,000: spawn them all, then join them all.
     g.bench_function(BenchmarkId::new("gort", "batch_1000_in_g"), |b| {
-        b.iter_custom(|iters| {
-            in_g(iters, |n| {
-                let t = Instant::now();
-                let mut left = n;
-                while left > 0 {
-                    let k = left.min(1000);
-                    let hs: Vec<_> = (0..k).map(|i| gort::go!(move || i)).collect();
-                    for h in hs {
-                        std::hint::black_box(h.join().unwrap());
-                    }
-                    left -= k;
-                }
-                t.elapsed()
-            })
-        })
+        b.iter_custom(|iters| in_g(iters, batches_of_1000))
     });
     g.bench_function(BenchmarkId::new("gort", "batch_1000_from_main"), |b| {
-        b.iter_custom(|n| {
-            let t = Instant::now();
-            let mut left = n;
-            while left > 0 {
-                let k = left.min(1000);
-                let hs: Vec<_> = (0..k).map(|i| gort::go!(move || i)).collect();
-                for h in hs {
-                    std::hint::black_box(h.join().unwrap());
-                }
-                left -= k;
-            }
-            t.elapsed()
-        })
+        b.iter_custom(batches_of_1000)
     });
     g.bench_function(BenchmarkId::new("std_thread", "one_at_a_time"), |b| {
         b.iter(|| std::thread::spawn(|| 1u64).join().unwrap())

@@ -77,13 +77,13 @@ fn bad_stack_size_env_warns_and_uses_default() {
     );
 }
 
-/// Children queued on one P (spawned by a G, so they go to its local queue) finish on more
+/// Children queued on one P (spawned by a G, so they go to its local queue) run on more
 /// than one OS thread: the idle P's M stole some.
 #[test]
 fn stealing_spreads_local_work() {
     if is_child("stealing_spreads_local_work") {
         assert_eq!(gort::max_procs(), 2);
-        let finished_on = gort::go!(|| {
+        let ran_on = gort::go!(|| {
             let seen = Arc::new(Mutex::new(HashSet::new()));
             let hs: Vec<_> = (0..64)
                 .map(|_| {
@@ -103,17 +103,18 @@ fn stealing_spreads_local_work() {
                             }
                             gort::yield_now();
                         }
-                        std::thread::current().id()
                     })
                 })
                 .collect();
-            hs.into_iter()
-                .map(|h| h.join().unwrap())
-                .collect::<HashSet<_>>()
+            for h in hs {
+                h.join().unwrap();
+            }
+            let s = seen.lock().unwrap();
+            s.clone()
         })
         .join()
         .unwrap();
-        assert_eq!(finished_on.len(), 2, "children finished on {finished_on:?}");
+        assert_eq!(ran_on.len(), 2, "children ran on {ran_on:?}");
         return;
     }
     let o = run_child("stealing_spreads_local_work", &[("GORT_MAXPROCS", "2")]);
@@ -359,25 +360,30 @@ fn deep_stack_memory_is_returned_when_idle() {
     if is_child("deep_stack_memory_is_returned_when_idle") {
         gort::go!(|| ()).join().unwrap();
         let before = rss_kib();
-        let gate = Arc::new(AtomicUsize::new(0));
+        let deep = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(AtomicBool::new(false));
         let hs: Vec<_> = (0..64)
             .map(|_| {
-                let gate = gate.clone();
+                let deep = deep.clone();
+                let release = release.clone();
                 gort::go!(move || {
                     let r = touch_deep(200 * 1024);
-                    // Hold every stack until all 64 are deep at once.
-                    gate.fetch_add(1, Ordering::SeqCst);
-                    while gate.load(Ordering::SeqCst) < 64 {
+                    // Hold the stack (it is still deep: the frame above is gone, but its
+                    // pages stay committed) until the main thread has measured.
+                    deep.fetch_add(1, Ordering::SeqCst);
+                    while !release.load(Ordering::SeqCst) {
                         gort::yield_now();
                     }
                     r
                 })
             })
             .collect();
+        wait_for(&deep, 64);
+        let peak = rss_kib();
+        release.store(true, Ordering::SeqCst);
         for h in hs {
             h.join().unwrap();
         }
-        let peak = rss_kib();
         assert!(
             peak > before + 10 * 1024,
             "the test did not touch memory: {before} -> {peak} KiB"

@@ -299,6 +299,39 @@ impl Sched {
         spawned.saturating_sub(finished) as usize
     }
 
+    // ---- free G lists -----------------------------------------------------------------
+
+    /// Takes a free G from a local list (a P's or a plain thread's), refilling the list
+    /// with half a list's worth from the global one when it is empty.
+    fn gfree_get(&self, local: &mut Vec<FreeG>) -> Option<NonNull<G>> {
+        if local.is_empty() && self.gfree_len.load(Ordering::Relaxed) > 0 {
+            let mut global = lock(&self.gfree);
+            let n = global.len().min(GFREE_CAP / 2);
+            let at = global.len() - n;
+            local.extend(global.drain(at..));
+            self.gfree_len.store(global.len(), Ordering::Relaxed);
+        }
+        local.pop().map(|f| f.0)
+    }
+
+    /// Puts a free G on a local list; a full list first moves half to the global list (or,
+    /// past its cap, frees them for good).
+    fn gfree_put(&self, local: &mut Vec<FreeG>, g: FreeG) {
+        if local.len() >= GFREE_CAP {
+            let mut global = lock(&self.gfree);
+            let room = GFREE_GLOBAL_CAP.saturating_sub(global.len());
+            let moved = (GFREE_CAP / 2).min(room);
+            global.extend(local.drain(..moved));
+            self.gfree_len.store(global.len(), Ordering::Relaxed);
+            drop(global);
+            for f in local.drain(..GFREE_CAP / 2 - moved) {
+                // SAFETY: on no list any more, no references.
+                unsafe { G::dealloc(f.0) };
+            }
+        }
+        local.push(g);
+    }
+
     // ---- spawning -------------------------------------------------------------------
 
     /// Creates a G for `f` and makes it runnable; returns the join handle's reference and
@@ -326,14 +359,7 @@ impl Sched {
             }
             let id = l.goid_next;
             l.goid_next += 1;
-            if l.gfree.is_empty() && self.gfree_len.load(Ordering::Relaxed) > 0 {
-                let mut global = lock(&self.gfree);
-                let n = global.len().min(GFREE_CAP / 2);
-                let at = global.len() - n;
-                l.gfree.extend(global.drain(at..));
-                self.gfree_len.store(global.len(), Ordering::Relaxed);
-            }
-            let (g, handle) = GRef::new_task(l.gfree.pop().map(|f| f.0), id, name, class, f);
+            let (g, handle) = GRef::new_task(self.gfree_get(&mut l.gfree), id, name, class, f);
             if let Some(st) = stack {
                 // SAFETY: the G is not published yet; we own it.
                 unsafe { g.owned() }.coro = Some(new_coro(st, g.as_ptr()));
@@ -878,20 +904,7 @@ pub(crate) fn free_g(g: NonNull<G>) {
     if pid != NO_P {
         // SAFETY: CUR_P says this thread's M holds the P.
         let l = unsafe { s.ps[pid].local() };
-        if l.gfree.len() >= GFREE_CAP {
-            let mut global = lock(&s.gfree);
-            let room = GFREE_GLOBAL_CAP.saturating_sub(global.len());
-            let moved = (GFREE_CAP / 2).min(room);
-            global.extend(l.gfree.drain(..moved));
-            s.gfree_len.store(global.len(), Ordering::Relaxed);
-            drop(global);
-            // Enough spare G's process-wide: free the rest of the half for good.
-            for f in l.gfree.drain(..GFREE_CAP / 2 - moved) {
-                // SAFETY: on no list any more, no references.
-                unsafe { G::dealloc(f.0) };
-            }
-        }
-        l.gfree.push(FreeG(g));
+        s.gfree_put(&mut l.gfree, FreeG(g));
     } else {
         ext_gfree_push(s, FreeG(g));
     }
@@ -925,17 +938,7 @@ thread_local! {
 #[inline(never)]
 fn ext_gfree_pop(s: &Sched) -> Option<NonNull<G>> {
     EXT_GFREE
-        .try_with(|l| {
-            let mut l = l.borrow_mut();
-            if l.0.is_empty() && s.gfree_len.load(Ordering::Relaxed) > 0 {
-                let mut global = lock(&s.gfree);
-                let n = global.len().min(GFREE_CAP / 2);
-                let at = global.len() - n;
-                l.0.extend(global.drain(at..));
-                s.gfree_len.store(global.len(), Ordering::Relaxed);
-            }
-            l.0.pop().map(|f| f.0)
-        })
+        .try_with(|l| s.gfree_get(&mut l.borrow_mut().0))
         .ok()
         .flatten()
 }
@@ -943,7 +946,11 @@ fn ext_gfree_pop(s: &Sched) -> Option<NonNull<G>> {
 /// Keeps a dead G freed on a thread without a P.
 #[inline(never)]
 fn ext_gfree_push(s: &Sched, g: FreeG) {
-    let spill = |g: FreeG| {
+    let mut g = Some(g);
+    // `try_with` fails only while the thread's locals are being destroyed: then the G goes
+    // to the global list directly.
+    let _ = EXT_GFREE.try_with(|l| s.gfree_put(&mut l.borrow_mut().0, g.take().unwrap()));
+    if let Some(g) = g {
         let mut global = lock(&s.gfree);
         if global.len() < GFREE_GLOBAL_CAP {
             global.push(g);
@@ -953,28 +960,6 @@ fn ext_gfree_push(s: &Sched, g: FreeG) {
             // SAFETY: on no list, no references.
             unsafe { G::dealloc(g.0) };
         }
-    };
-    let mut g = Some(g);
-    // `try_with` fails only while the thread's locals are being destroyed: then the G goes
-    // straight to the global list.
-    let _ = EXT_GFREE.try_with(|l| {
-        let mut l = l.borrow_mut();
-        if l.0.len() >= GFREE_CAP {
-            let mut global = lock(&s.gfree);
-            let room = GFREE_GLOBAL_CAP.saturating_sub(global.len());
-            let moved = (GFREE_CAP / 2).min(room);
-            global.extend(l.0.drain(..moved));
-            s.gfree_len.store(global.len(), Ordering::Relaxed);
-            drop(global);
-            for f in l.0.drain(..GFREE_CAP / 2 - moved) {
-                // SAFETY: on no list any more, no references.
-                unsafe { G::dealloc(f.0) };
-            }
-        }
-        l.0.extend(g.take());
-    });
-    if let Some(g) = g {
-        spill(g);
     }
 }
 
