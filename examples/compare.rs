@@ -61,6 +61,41 @@ fn std_spawn_join_from_thread() -> f64 {
     std::thread::spawn(std_spawn_join).join().unwrap()
 }
 
+/// Spawns and joins `n` G's in batches of 1,000 from inside a G: the steady state, where
+/// every G and stack is a recycled one.
+fn gort_batches_in_g(n: u64) -> f64 {
+    gort::go!(move || {
+        let t = Instant::now();
+        let mut sum = 0;
+        for b in 0..n / 1000 {
+            let hs: Vec<_> = (0..1000).map(|i| gort::go!(move || b * 1000 + i)).collect();
+            sum += hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>();
+        }
+        assert_eq!(sum, n * (n - 1) / 2);
+        per(t.elapsed(), n)
+    })
+    .join()
+    .unwrap()
+}
+
+/// Spawns and joins `n` threads in batches of 100 from a spawned thread.
+fn std_batches(n: u64) -> f64 {
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        let mut sum = 0;
+        for b in 0..n / 100 {
+            let hs: Vec<_> = (0..100)
+                .map(|i| std::thread::spawn(move || b * 100 + i))
+                .collect();
+            sum += hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>();
+        }
+        assert_eq!(sum, n * (n - 1) / 2);
+        per(t.elapsed(), n)
+    })
+    .join()
+    .unwrap()
+}
+
 fn gort_yield_alone(n: u64) -> f64 {
     gort::go!(move || {
         let t = Instant::now();
@@ -177,23 +212,35 @@ fn main() {
     std::thread::spawn(|| ()).join().unwrap();
 
     if want("spawn") {
-        let g = best(3, gort_spawn_join_from_main);
-        let s = best(3, std_spawn_join);
+        // All gort runs first, then the baselines: thousands of OS threads coming and going
+        // leave the allocator and the kernel busy for a while, which would tax whichever
+        // measurement came next.
+        let g_main = best(3, gort_spawn_join_from_main);
+        let g_in = best(3, gort_spawn_join_from_g);
+        let g_batch = best(3, || gort_batches_in_g(1_000_000));
+        let s_main = best(3, std_spawn_join);
+        let s_in = best(3, std_spawn_join_from_thread);
+        let s_batch = best(3, || std_batches(STD_TASKS));
         row(
             "spawn+join, from main thread",
-            g,
-            s,
+            g_main,
+            s_main,
             "ns",
             &format!("{GORT_TASKS} G's vs {STD_TASKS} threads, all spawned then all joined"),
         );
-        let g = best(3, gort_spawn_join_from_g);
-        let s = best(3, std_spawn_join_from_thread);
         row(
             "spawn+join, from inside a task",
-            g,
-            s,
+            g_in,
+            s_in,
             "ns",
             &format!("{GORT_TASKS} G's vs {STD_TASKS} threads"),
+        );
+        row(
+            "spawn+join, batches, inside a task",
+            g_batch,
+            s_batch,
+            "ns",
+            "batches of 1,000 G's (recycled) vs batches of 100 threads",
         );
     }
     if want("gspawn") {
