@@ -35,6 +35,7 @@ use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+use corosensei::stack::valgrind::ValgrindStackRegistration;
 use corosensei::stack::{Stack, StackPointer};
 
 use crate::config::GuardMode;
@@ -251,6 +252,13 @@ impl StackClass {
             lock(&self.lists).unguarded.push(lo);
             return Err(e);
         }
+        // Tell Valgrind this range is a stack (a no-op instruction sequence when not under
+        // Valgrind), so that `valgrind ./program` understands gort's stack switches. Slots
+        // are never unmapped, so the registration is never withdrawn.
+        std::mem::forget(ValgrindStackRegistration::new(
+            (lo + GUARD_SIZE) as *mut u8,
+            self.size,
+        ));
         Ok(self.stack(lo, false))
     }
 
