@@ -26,3 +26,10 @@ pub use join::{spawn, Builder, JoinHandle};
 pub fn __stack_guard_kind() -> &'static str {
     stack::guard_kind()
 }
+
+/// Dead G structs on the runtime's global free list, kept for reuse by later spawns and
+/// trimmed when the runtime goes idle. For diagnostics and tests.
+#[doc(hidden)]
+pub fn __free_green_threads() -> usize {
+    sched::sched().free_gs()
+}

@@ -65,8 +65,14 @@ const STEAL_ROUNDS: usize = 4;
 const STEAL_MAX: usize = RUNQ_CAP / 2;
 /// Dead G structs a P keeps for reuse.
 const GFREE_CAP: usize = 64;
-/// Dead G structs kept process-wide beyond the P's lists.
-const GFREE_GLOBAL_CAP: usize = 64 * 1024;
+/// Dead G structs kept process-wide beyond the P's lists: a burst of this many G's is
+/// followed by another without touching the allocator (Go keeps every G it ever made).
+const GFREE_GLOBAL_CAP: usize = 1 << 20;
+/// Dead G structs the global list keeps when the runtime goes idle; the rest are freed,
+/// [`GFREE_TRIM_BATCH`] at a time, by M's running out of work.
+const GFREE_KEEP_IDLE: usize = 16 * 1024;
+/// Most G structs one M frees on its way to sleep.
+const GFREE_TRIM_BATCH: usize = 64 * 1024;
 /// Stacks a P keeps; beyond it half move to the global lists.
 const STACK_CACHE_CAP: usize = 32;
 /// G ids a P reserves at once (Go's goidcache).
@@ -330,6 +336,30 @@ impl Sched {
             }
         }
         local.push(g);
+    }
+
+    /// Frees up to `batch` G structs from the global free list, keeping `keep`.
+    fn trim_gfree(&self, keep: usize, batch: usize) {
+        if self.gfree_len.load(Ordering::Relaxed) <= keep {
+            return;
+        }
+        let doomed: Vec<FreeG> = {
+            let mut global = lock(&self.gfree);
+            let n = global.len().saturating_sub(keep).min(batch);
+            // The oldest entries: the most recently freed stay for the next spawns.
+            let doomed = global.drain(..n).collect();
+            self.gfree_len.store(global.len(), Ordering::Relaxed);
+            doomed
+        };
+        for f in doomed {
+            // SAFETY: taken off the list; free G's have no references.
+            unsafe { G::dealloc(f.0) };
+        }
+    }
+
+    /// G structs on the global free list (for tests and diagnostics).
+    pub(crate) fn free_gs(&self) -> usize {
+        self.gfree_len.load(Ordering::Relaxed)
     }
 
     // ---- spawning -------------------------------------------------------------------
@@ -670,7 +700,7 @@ impl M {
             }
             // Nothing: scrub the stack caches while we still hold the P (off the hot path),
             // then give the P back.
-            self.scrub_stacks();
+            self.release_memory();
             {
                 let mut idle = lock(&s.idle);
                 if !s.injector.is_empty() {
@@ -753,9 +783,10 @@ impl M {
         None
     }
 
-    /// Gives back the deep pages of cached stacks: this P's cache, then a batch of the
-    /// global lists. Only on the way to sleep.
-    fn scrub_stacks(&mut self) {
+    /// Gives memory back, on the way to sleep (off the hot path): the deep pages of this P's
+    /// cached stacks, then of a batch of the global lists; and spare G structs beyond
+    /// [`GFREE_KEEP_IDLE`], a batch at a time.
+    fn release_memory(&mut self) {
         // SAFETY: this M holds its P.
         let l = unsafe { self.p().local() };
         for st in l.stacks.iter_mut().filter(|st| st.dirty) {
@@ -763,6 +794,7 @@ impl M {
             st.dirty = false;
         }
         stack::scrub_all(SCRUB_BATCH);
+        self.sched.trim_gfree(GFREE_KEEP_IDLE, GFREE_TRIM_BATCH);
     }
 
     /// Parks this M until `startm` hands it a P.
