@@ -15,9 +15,12 @@ mod park;
 mod sched;
 mod signal;
 mod stack;
+pub mod time;
+mod timer;
 
 pub use join::{max_procs, num_green_threads, yield_now};
 pub use join::{spawn, Builder, JoinHandle};
+pub use time::sleep;
 
 /// Which stack-guard mechanism the process uses: `"madvise"` (`MADV_GUARD_INSTALL`, one
 /// kernel mapping per arena), `"mprotect"` (two mappings per stack), or `"undecided"` before

@@ -30,9 +30,11 @@
 
 use std::sync::atomic::Ordering;
 use std::thread::Thread;
+use std::time::Instant;
 
 use crate::g::{GRef, Suspend, ACTIVE, DEAD, NOTIFIED, PARKED, PARKING};
 use crate::sched::{current_g, sched, suspend};
+use crate::timer::{Action, TimerState};
 
 /// A handle that wakes one parked G or OS thread.
 #[derive(Clone)]
@@ -123,6 +125,31 @@ pub(crate) fn park() {
             std::sync::atomic::fence(Ordering::Acquire);
         }
         Err(other) => unreachable!("park in G state {other}"),
+    }
+}
+
+/// Blocks the caller until an `unpark` or until `deadline` (or returns at once if a token
+/// is waiting; may also return spuriously). The caller checks the clock and its condition.
+pub(crate) fn park_deadline(deadline: Instant) {
+    let g = current_g();
+    if g.is_null() {
+        let now = Instant::now();
+        if deadline > now {
+            std::thread::park_timeout(deadline - now);
+        }
+        return;
+    }
+    let s = sched();
+    let state = TimerState::new();
+    if s.timers
+        .add(deadline, Action::Wake(Unparker::current(), state.clone()))
+    {
+        // The earliest timer and no M sleeping on the timers: make sure one looks.
+        s.wakep(true);
+    }
+    park();
+    if state.cancel() {
+        s.timers.note_cancelled();
     }
 }
 

@@ -48,6 +48,7 @@ pub(crate) use crate::g::GRef;
 use crate::g::{Coro, Suspend, ACTIVE, DEAD, G, NOTIFIED, PARKED, PARKING};
 use crate::signal;
 use crate::stack::{self, GStack, StackClass};
+use crate::timer::Timers;
 
 /// A dead G with no references, on a free list.
 struct FreeG(NonNull<G>);
@@ -171,6 +172,8 @@ pub(crate) struct Sched {
     mcount: AtomicUsize,
     /// The default stack class.
     pub(crate) stacks: &'static StackClass,
+    /// Every timer of the runtime (see `timer.rs`).
+    pub(crate) timers: Timers,
     /// G's spawned from outside the runtime (no P).
     ext_spawned: AtomicU64,
     /// Next G id.
@@ -286,6 +289,7 @@ impl Sched {
             nmspinning: AtomicUsize::new(0),
             mcount: AtomicUsize::new(0),
             stacks: StackClass::for_size(cfg.stack_size),
+            timers: Timers::new(),
             ext_spawned: AtomicU64::new(0),
             next_goid: AtomicU64::new(1),
             coprimes,
@@ -671,10 +675,14 @@ impl M {
             let p = self.p();
             // SAFETY: this M holds `p`.
             let tick = unsafe { p.local() }.schedtick;
-            if tick % GLOBAL_TICK == 0 && !s.injector.is_empty() {
-                // SAFETY: this M holds `p`.
-                if let Some(g) = unsafe { s.globrunqget(p) } {
-                    return g;
+            if tick % GLOBAL_TICK == 0 {
+                // Fairness: timers and the global queue get a look however busy the P is.
+                s.timers.run_due();
+                if !s.injector.is_empty() {
+                    // SAFETY: this M holds `p`.
+                    if let Some(g) = unsafe { s.globrunqget(p) } {
+                        return g;
+                    }
                 }
             }
             // SAFETY: this M holds `p`.
@@ -686,6 +694,10 @@ impl M {
                 if let Some(g) = unsafe { s.globrunqget(p) } {
                     return g;
                 }
+            }
+            // Due timers: what they wake lands on this P.
+            if s.timers.run_due() > 0 {
+                continue 'top;
             }
             // Steal, if not too many M's already are.
             let busy = s.procs - s.npidle.load(Ordering::Relaxed);
@@ -798,18 +810,36 @@ impl M {
     }
 
     /// Parks this M until `startm` hands it a P.
+    ///
+    /// The first idle M becomes the timer sleeper: it sleeps until the next timer, fires the
+    /// due ones (what they wake goes to the global queue, and `wakep` hands a P to an M,
+    /// perhaps this one) and sleeps again.
     fn stopm(&mut self) {
         let s = self.sched;
         lock(&s.idle).midle.push(self.note.clone());
+        let timer_sleeper = s.timers.claim_sleeper();
         loop {
-            std::thread::park();
+            match s.timers.until_next() {
+                Some(d) if timer_sleeper => {
+                    if !d.is_zero() {
+                        std::thread::park_timeout(d);
+                    }
+                }
+                _ => std::thread::park(),
+            }
             // Acquire: pairs with the Release store in `startm`; after it we own the P.
             let pid = self.note.nextp.swap(NO_P, Ordering::Acquire);
             if pid != NO_P {
+                if timer_sleeper {
+                    s.timers.release_sleeper();
+                }
                 self.p = pid;
                 self.spinning = self.note.spinning.load(Ordering::Relaxed);
                 set_current_p(pid);
                 return;
+            }
+            if timer_sleeper {
+                s.timers.run_due();
             }
         }
     }

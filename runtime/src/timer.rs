@@ -1,0 +1,240 @@
+//! Timers: one heap for the whole runtime, fired by M's.
+//!
+//! **Why one structure.** Go keeps a heap per P so that timer-heavy programs scale across
+//! many cores; it then needs timer stealing and a careful hand-over when P's go idle. On a
+//! handful of P's one heap under one short lock is simpler to reason about and measured fast
+//! enough (1,000,000 sleepers are added and fired in well under a second here); the
+//! earliest deadline is mirrored in an atomic, so an M checks for due timers without the
+//! lock.
+//!
+//! **Who fires timers.** An M looks for due timers when its local run queue is empty and on
+//! every 61st schedule (with the global-queue check). An idle M sleeps until the next
+//! deadline: the first M to go idle becomes the *timer sleeper* and parks with a timeout;
+//! adding a timer earlier than the current earliest unparks it so that it re-arms. Other idle
+//! M's park without a timeout. If no M is idle, a running one will find the timer on its
+//! next check (cooperative scheduling: a G that computes for a long time without blocking
+//! delays the timers of its P's M, see docs/CAVEATS.md).
+//!
+//! **Cancellation.** A timer that parks a G (`park_deadline`) is cancelled when the G is
+//! woken early; the entry stays in the heap (lazy deletion) until it comes due or until
+//! cancelled entries make up half of a large heap, when the heap is rebuilt without them.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crate::park::Unparker;
+
+const PENDING: u8 = 0;
+const FIRED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+/// The state of a cancellable timer, shared by the heap entry and its owner.
+pub(crate) struct TimerState(AtomicU8);
+
+impl TimerState {
+    pub(crate) fn new() -> Arc<TimerState> {
+        Arc::new(TimerState(AtomicU8::new(PENDING)))
+    }
+
+    /// Cancels the timer unless it already fired. True if it was still pending.
+    pub(crate) fn cancel(&self) -> bool {
+        self.0
+            .compare_exchange(PENDING, CANCELLED, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+/// What a timer does when it comes due.
+pub(crate) enum Action {
+    /// Unpark a G or thread (unless cancelled meanwhile).
+    Wake(Unparker, Arc<TimerState>),
+    /// Run a short callback (on an M, outside any lock; it must not block).
+    Call(Box<dyn FnOnce() + Send>),
+}
+
+struct Entry {
+    when: u64,
+    seq: u64,
+    action: Action,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        (self.when, self.seq) == (o.when, o.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest first.
+    fn cmp(&self, o: &Self) -> CmpOrdering {
+        (o.when, o.seq).cmp(&(self.when, self.seq))
+    }
+}
+
+impl Entry {
+    fn cancelled(&self) -> bool {
+        matches!(&self.action, Action::Wake(_, st) if st.0.load(Ordering::Relaxed) == CANCELLED)
+    }
+}
+
+struct Heap {
+    heap: BinaryHeap<Entry>,
+    seq: u64,
+    /// The idle M sleeping until the earliest deadline, if any.
+    sleeper: Option<Thread>,
+}
+
+/// The runtime's timers.
+pub(crate) struct Timers {
+    base: Instant,
+    heap: Mutex<Heap>,
+    /// Earliest deadline (nanoseconds since `base`), or `u64::MAX`. Written under the lock;
+    /// read without it (Relaxed: a stale value only delays a check to the next one, or costs
+    /// a needless lock).
+    next: AtomicU64,
+    /// Entries cancelled since the last rebuild (a hint for when to rebuild).
+    cancelled: AtomicUsize,
+}
+
+fn lock(m: &Mutex<Heap>) -> MutexGuard<'_, Heap> {
+    // Nothing panics while holding the lock; recover from poisoning anyway.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Timers {
+    pub(crate) fn new() -> Timers {
+        Timers {
+            base: Instant::now(),
+            heap: Mutex::new(Heap {
+                heap: BinaryHeap::new(),
+                seq: 0,
+                sleeper: None,
+            }),
+            next: AtomicU64::new(u64::MAX),
+            cancelled: AtomicUsize::new(0),
+        }
+    }
+
+    fn nanos(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.base)
+            .as_nanos()
+            .min(u64::MAX as u128 - 1) as u64
+    }
+
+    /// Adds a timer firing at `when`. Returns true if it is now the earliest, and no idle M
+    /// sleeps on the timers (the caller should make sure an M will look).
+    pub(crate) fn add(&self, when: Instant, action: Action) -> bool {
+        let when = self.nanos(when);
+        let mut h = lock(&self.heap);
+        h.seq += 1;
+        let seq = h.seq;
+        h.heap.push(Entry { when, seq, action });
+        let earliest = when < self.next.load(Ordering::Relaxed);
+        if earliest {
+            self.next.store(when, Ordering::Relaxed);
+        }
+        let sleeper = if earliest { h.sleeper.clone() } else { None };
+        let need_m = earliest && h.sleeper.is_none();
+        drop(h);
+        if let Some(t) = sleeper {
+            // Re-arm: the sleeper recomputes its timeout (std's park token makes this
+            // safe even if it has not started sleeping yet).
+            t.unpark();
+        }
+        need_m
+    }
+
+    /// Notes that a `Wake` timer was cancelled, rebuilding the heap if cancelled entries
+    /// have piled up.
+    pub(crate) fn note_cancelled(&self) {
+        let n = self.cancelled.fetch_add(1, Ordering::Relaxed) + 1;
+        if n < 1024 {
+            return;
+        }
+        let mut h = lock(&self.heap);
+        if n * 2 < h.heap.len() {
+            return;
+        }
+        let old = std::mem::take(&mut h.heap);
+        h.heap = old.into_iter().filter(|e| !e.cancelled()).collect();
+        self.cancelled.store(0, Ordering::Relaxed);
+        let next = h.heap.peek().map_or(u64::MAX, |e| e.when);
+        self.next.store(next, Ordering::Relaxed);
+    }
+
+    /// Fires every due timer. Returns how many woke something or ran.
+    pub(crate) fn run_due(&self) -> usize {
+        if self.next.load(Ordering::Relaxed) == u64::MAX {
+            return 0;
+        }
+        let now = self.nanos(Instant::now());
+        if self.next.load(Ordering::Relaxed) > now {
+            return 0;
+        }
+        let mut due = Vec::new();
+        {
+            let mut h = lock(&self.heap);
+            while h.heap.peek().is_some_and(|e| e.when <= now) {
+                due.push(h.heap.pop().expect("peeked"));
+            }
+            let next = h.heap.peek().map_or(u64::MAX, |e| e.when);
+            self.next.store(next, Ordering::Relaxed);
+        }
+        let mut fired = 0;
+        for e in due {
+            match e.action {
+                Action::Wake(u, st) => {
+                    if st
+                        .0
+                        .compare_exchange(PENDING, FIRED, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        // Tail of the queue: a million sleepers waking at once should not
+                        // churn `runnext`.
+                        u.unpark(false);
+                        fired += 1;
+                    }
+                }
+                Action::Call(f) => {
+                    f();
+                    fired += 1;
+                }
+            }
+        }
+        fired
+    }
+
+    /// Time until the earliest deadline, if any timer is pending.
+    pub(crate) fn until_next(&self) -> Option<Duration> {
+        let next = self.next.load(Ordering::Relaxed);
+        if next == u64::MAX {
+            return None;
+        }
+        let now = self.nanos(Instant::now());
+        Some(Duration::from_nanos(next.saturating_sub(now)))
+    }
+
+    /// Makes the calling idle M the timer sleeper if there is none. True if it is now.
+    pub(crate) fn claim_sleeper(&self) -> bool {
+        let mut h = lock(&self.heap);
+        if h.sleeper.is_some() {
+            return false;
+        }
+        h.sleeper = Some(std::thread::current());
+        true
+    }
+
+    /// The timer sleeper leaves (it got a P).
+    pub(crate) fn release_sleeper(&self) {
+        lock(&self.heap).sleeper = None;
+    }
+}
