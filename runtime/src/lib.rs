@@ -8,11 +8,13 @@
 //! first use. `docs/ARCHITECTURE.md` in the repository explains the machinery.
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+pub mod chan;
 mod config;
 mod g;
 mod join;
 mod park;
 mod sched;
+mod select;
 mod signal;
 mod stack;
 pub mod time;

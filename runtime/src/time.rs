@@ -6,8 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::chan::{new_chan_with, Receiver, Sender};
 use crate::park::park_deadline;
-use crate::sched::current_g;
+use crate::sched::{current_g, sched};
+use crate::timer::Action;
 
 /// Puts the current green thread to sleep for at least `d`; its OS thread runs other green
 /// threads meanwhile. Outside the runtime it is `std::thread::sleep`.
@@ -52,4 +54,74 @@ pub fn sleep_until(deadline: Instant) {
     while Instant::now() < deadline {
         park_deadline(deadline);
     }
+}
+
+/// Adds a callback timer, making sure an M will fire it.
+fn add_timer(when: Instant, f: impl FnOnce() + Send + 'static) {
+    let s = sched();
+    if s.timers.add(when, Action::Call(Box::new(f))) {
+        s.wakep(true);
+    }
+}
+
+/// A channel that receives the current time once, after `d` (Go's `time.After`). For
+/// timeouts in `select!`. The channel never closes.
+///
+/// # Examples
+///
+/// ```
+/// use gort_runtime::{chan, select, time};
+/// use std::time::Duration;
+///
+/// let (_tx, rx) = chan::bounded::<u32>(0);
+/// let timed_out = select! {
+///     recv(rx) -> _ => false,
+///     recv(time::after(Duration::from_millis(5))) -> _ => true,
+/// };
+/// assert!(timed_out);
+/// ```
+pub fn after(d: Duration) -> Receiver<Instant> {
+    let (tx, rx) = new_chan_with(1, 1);
+    let when = Instant::now().checked_add(d);
+    if let Some(when) = when {
+        add_timer(when, move || {
+            let _ = tx.try_send(Instant::now());
+        });
+    }
+    rx
+}
+
+/// A channel that receives the current time every `d` (Go's `time.Tick`). A receiver that
+/// falls behind misses ticks instead of queueing them (the channel holds one). The ticks stop
+/// once every receiver is dropped; the channel never closes.
+///
+/// # Panics
+///
+/// If `d` is zero.
+pub fn tick(d: Duration) -> Receiver<Instant> {
+    assert!(!d.is_zero(), "gort::time::tick: the period must be non-zero");
+    let (tx, rx) = new_chan_with(1, 1);
+    if let Some(first) = Instant::now().checked_add(d) {
+        schedule_tick(first, d, tx);
+    }
+    rx
+}
+
+fn schedule_tick(when: Instant, period: Duration, tx: Sender<Instant>) {
+    add_timer(when, move || {
+        if tx.is_closed() {
+            // Every receiver is gone: stop.
+            return;
+        }
+        let now = Instant::now();
+        let _ = tx.try_send(now);
+        let mut next = when;
+        while next <= now {
+            match next.checked_add(period) {
+                Some(n) => next = n,
+                None => return,
+            }
+        }
+        schedule_tick(next, period, tx);
+    });
 }

@@ -1,0 +1,1101 @@
+//! Channels: Go's `chan T` for green threads and OS threads alike.
+//!
+//! [`bounded`]`(cap)` makes a buffered channel (`cap == 0`: Go's unbuffered rendezvous, where
+//! `send` returns only once a receiver has taken the value) and [`unbounded`] one whose
+//! `send` never blocks. Both ends are `Clone`: many producers, many consumers. Messages are
+//! delivered in FIFO order, each exactly once.
+//!
+//! # Closing
+//!
+//! A channel closes when its last [`Sender`] is dropped or when any sender calls
+//! [`Sender::close`]. Receivers then drain what was sent and get [`RecvError`]; sends return
+//! the value in [`SendError`]. A channel whose receivers are all gone is *disconnected*:
+//! sends fail the same way, since nobody could ever receive (Go would block forever here).
+//!
+//! # How blocking works
+//!
+//! Each channel is a short critical section (a buffer and two queues of blocked waiters,
+//! Go's `hchan`) under a lock that is never held across a park. A blocked operation puts a
+//! [`Waiter`] in the channel's queue and parks on its [`Token`]. Whoever completes it (the
+//! other side, or `close`) first *claims* the token with a CAS (NONE → case), then moves the
+//! value through the waiter's slot, then publishes `done` (Release) and unparks the owner,
+//! who reads the outcome after seeing `done` (Acquire). A `select!` registers one waiter per
+//! case on several channels, all sharing one token: the CAS makes exactly one case win, and
+//! the losers' waiters are removed (or skipped, if a completer finds them first). A timed-out
+//! operation cancels by claiming its own token (NONE → CANCELLED); if that CAS fails, a
+//! completer got there first and the operation waits for it to finish.
+
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::park::{park, park_deadline, Unparker};
+
+const NONE: usize = usize::MAX;
+const CANCELLED: usize = usize::MAX - 1;
+
+/// The rendezvous point of one blocked operation (or of all the cases of one `select!`).
+pub(crate) struct Token {
+    /// NONE, the index of the case that completed, or CANCELLED.
+    selected: AtomicUsize,
+    /// The completer has finished moving the value (Release), see the module docs.
+    done: AtomicBool,
+    unparker: Unparker,
+}
+
+impl Token {
+    pub(crate) fn new() -> Arc<Token> {
+        Arc::new(Token {
+            selected: AtomicUsize::new(NONE),
+            done: AtomicBool::new(false),
+            unparker: Unparker::current(),
+        })
+    }
+
+    /// Claims the token for `case`. Only the winner may complete the operation.
+    fn claim(&self, case: usize) -> bool {
+        // AcqRel: Acquire pairs with the owner's Release publication of the waiter (its
+        // value and queue entry); Release orders our claim before our writes to the slot.
+        self.selected
+            .compare_exchange(NONE, case, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Waits until a completer is done, or until `deadline`. False if it timed out (and
+    /// cancelled the token).
+    fn wait(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            // Acquire: pairs with the completer's Release store of `done`.
+            if self.done.load(Ordering::Acquire) {
+                return true;
+            }
+            match deadline {
+                None => park(),
+                Some(d) => {
+                    if Instant::now() >= d {
+                        if self
+                            .selected
+                            .compare_exchange(NONE, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+                            .is_ok()
+                        {
+                            return false;
+                        }
+                        // Claimed just now: the completer is mid-way; wait for it.
+                        while !self.done.load(Ordering::Acquire) {
+                            park();
+                        }
+                        return true;
+                    }
+                    park_deadline(d);
+                }
+            }
+        }
+    }
+
+    fn selected(&self) -> usize {
+        self.selected.load(Ordering::Acquire)
+    }
+}
+
+/// One blocked operation on one channel.
+pub(crate) struct Waiter<T> {
+    token: Arc<Token>,
+    case: usize,
+    /// A sender's value (taken by the completer), or the value a receiver gets.
+    slot: UnsafeCell<Option<T>>,
+    /// The outcome was "closed" (written by the completer before `done`).
+    closed: AtomicBool,
+}
+
+// SAFETY: `slot` is written by the owner before the waiter is queued (under the channel
+// lock), then only by the one completer that claimed the token (under the channel lock),
+// then read by the owner after it saw `done` (Acquire, pairing with the completer's
+// Release). So at most one thread touches it at a time, with happens-before between them.
+// T crosses threads: T: Send.
+unsafe impl<T: Send> Sync for Waiter<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for Waiter<T> {}
+
+impl<T> Waiter<T> {
+    fn new(token: Arc<Token>, case: usize, value: Option<T>) -> Arc<Waiter<T>> {
+        Arc::new(Waiter {
+            token,
+            case,
+            slot: UnsafeCell::new(value),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Takes the value out (owner after `done`, or completer after claiming).
+    ///
+    /// # Safety
+    /// The caller has exclusive access to the slot per the protocol above.
+    unsafe fn take(&self) -> Option<T> {
+        // SAFETY: exclusive access is the caller's contract.
+        unsafe { (*self.slot.get()).take() }
+    }
+
+    /// # Safety
+    /// As for `take`.
+    unsafe fn put(&self, v: T) {
+        // SAFETY: exclusive access is the caller's contract.
+        unsafe { *self.slot.get() = Some(v) };
+    }
+
+    /// Completer's last step: publish and hand back the unparker (to call after unlocking).
+    fn complete(&self, closed: bool) -> Unparker {
+        if closed {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+        // Release: publishes the slot and `closed` to the owner's Acquire load.
+        self.token.done.store(true, Ordering::Release);
+        self.token.unparker.clone()
+    }
+}
+
+struct Inner<T> {
+    buf: VecDeque<T>,
+    /// Closed by `close` or by the last sender's drop.
+    closed: bool,
+    /// Every receiver is gone.
+    disconnected: bool,
+    recvq: VecDeque<Arc<Waiter<T>>>,
+    sendq: VecDeque<Arc<Waiter<T>>>,
+}
+
+struct Chan<T> {
+    inner: Mutex<Inner<T>>,
+    /// Buffer capacity; `usize::MAX` for unbounded.
+    cap: usize,
+    senders: AtomicUsize,
+    receivers: AtomicUsize,
+}
+
+impl<T> Chan<T> {
+    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
+        // No user code runs under this lock (values are moved, not dropped, inside it), so
+        // poisoning can only come from an allocation failure; recover anyway.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Pops the first waiter of `q` whose token we can claim (skipping `own`, a select's own
+/// token, and stale waiters already claimed elsewhere).
+fn claim_first<T>(q: &mut VecDeque<Arc<Waiter<T>>>, own: Option<&Arc<Token>>) -> Option<Arc<Waiter<T>>> {
+    let mut i = 0;
+    while i < q.len() {
+        if own.is_some_and(|t| Arc::ptr_eq(t, &q[i].token)) {
+            i += 1;
+            continue;
+        }
+        let w = q.remove(i).expect("index in range");
+        if w.token.claim(w.case) {
+            return Some(w);
+        }
+    }
+    None
+}
+
+fn remove_waiter<T>(q: &mut VecDeque<Arc<Waiter<T>>>, token: &Arc<Token>) {
+    q.retain(|w| !Arc::ptr_eq(&w.token, token));
+}
+
+/// The result of trying a send without blocking, under the lock.
+enum SendNow<T> {
+    /// Delivered; unpark this receiver (after unlocking), if any.
+    Done(Option<Unparker>),
+    Full(T),
+    Closed(T),
+}
+
+/// The result of trying a receive without blocking, under the lock.
+enum RecvNow<T> {
+    Got(T, Option<Unparker>),
+    Empty,
+    Closed,
+}
+
+impl<T> Inner<T> {
+    fn send_now(&mut self, v: T, cap: usize, own: Option<&Arc<Token>>) -> SendNow<T> {
+        if self.closed || self.disconnected {
+            return SendNow::Closed(v);
+        }
+        if let Some(w) = claim_first(&mut self.recvq, own) {
+            // SAFETY: we claimed the receiver's token: its slot is ours until `complete`.
+            unsafe { w.put(v) };
+            return SendNow::Done(Some(w.complete(false)));
+        }
+        if self.buf.len() < cap {
+            self.buf.push_back(v);
+            return SendNow::Done(None);
+        }
+        SendNow::Full(v)
+    }
+
+    fn recv_now(&mut self, own: Option<&Arc<Token>>) -> RecvNow<T> {
+        if let Some(v) = self.buf.pop_front() {
+            // Room in the buffer: a blocked sender's value moves in behind the others.
+            let wake = claim_first(&mut self.sendq, own).map(|w| {
+                // SAFETY: claimed: the sender's slot is ours until `complete`.
+                let sv = unsafe { w.take() }.expect("a blocked sender holds its value");
+                self.buf.push_back(sv);
+                w.complete(false)
+            });
+            return RecvNow::Got(v, wake);
+        }
+        if let Some(w) = claim_first(&mut self.sendq, own) {
+            // Rendezvous: take the value straight from the sender.
+            // SAFETY: claimed: the sender's slot is ours until `complete`.
+            let v = unsafe { w.take() }.expect("a blocked sender holds its value");
+            return RecvNow::Got(v, Some(w.complete(false)));
+        }
+        if self.closed {
+            return RecvNow::Closed;
+        }
+        RecvNow::Empty
+    }
+
+    /// Claims every waiter in `q` and completes it as closed; returns their unparkers.
+    fn close_waiters(q: &mut VecDeque<Arc<Waiter<T>>>, out: &mut Vec<Unparker>) {
+        for w in q.drain(..) {
+            if w.token.claim(w.case) {
+                out.push(w.complete(true));
+            }
+        }
+    }
+}
+
+fn wake_all(us: Vec<Unparker>) {
+    for u in us {
+        u.unpark(true);
+    }
+}
+
+/// The sending half of a channel.
+pub struct Sender<T> {
+    chan: Arc<Chan<T>>,
+}
+
+/// The receiving half of a channel.
+pub struct Receiver<T> {
+    chan: Arc<Chan<T>>,
+}
+
+/// Creates a channel of capacity `cap`; `cap == 0` is a rendezvous channel.
+///
+/// # Examples
+///
+/// ```
+/// let (tx, rx) = gort_runtime::chan::bounded(0);
+/// let h = gort_runtime::go!(move || tx.send(42).unwrap());
+/// assert_eq!(rx.recv(), Ok(42));
+/// h.join().unwrap();
+/// ```
+pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
+    new_chan(cap)
+}
+
+/// Creates a channel whose `send` never blocks.
+///
+/// # Examples
+///
+/// ```
+/// let (tx, rx) = gort_runtime::chan::unbounded();
+/// for i in 0..1000 {
+///     tx.send(i).unwrap();
+/// }
+/// drop(tx);
+/// assert_eq!(rx.iter().sum::<i32>(), 499_500);
+/// ```
+pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
+    new_chan(usize::MAX)
+}
+
+fn new_chan<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
+    new_chan_with(cap, 0)
+}
+
+/// A channel with `pinned` extra sender counts that are never dropped, so it never closes
+/// when its senders go (a timer channel, which like Go's never closes).
+pub(crate) fn new_chan_with<T>(cap: usize, pinned: usize) -> (Sender<T>, Receiver<T>) {
+    let chan = Arc::new(Chan {
+        inner: Mutex::new(Inner {
+            buf: VecDeque::new(),
+            closed: false,
+            disconnected: false,
+            recvq: VecDeque::new(),
+            sendq: VecDeque::new(),
+        }),
+        cap,
+        senders: AtomicUsize::new(1 + pinned),
+        receivers: AtomicUsize::new(1),
+    });
+    (Sender { chan: chan.clone() }, Receiver { chan })
+}
+
+impl<T> Sender<T> {
+    /// Sends `v`, blocking while the buffer is full (for `bounded(0)`: until a receiver takes
+    /// it). Fails, giving the value back, if the channel is closed or has no receivers.
+    pub fn send(&self, v: T) -> Result<(), SendError<T>> {
+        match self.send_inner(v, Blocking::Forever) {
+            Ok(()) => Ok(()),
+            Err(SendTimeoutError::Closed(v)) => Err(SendError(v)),
+            Err(SendTimeoutError::Timeout(_)) => unreachable!("no deadline"),
+        }
+    }
+
+    /// Sends without blocking.
+    pub fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
+        match self.send_inner(v, Blocking::No) {
+            Ok(()) => Ok(()),
+            Err(SendTimeoutError::Closed(v)) => Err(TrySendError::Closed(v)),
+            Err(SendTimeoutError::Timeout(v)) => Err(TrySendError::Full(v)),
+        }
+    }
+
+    /// Sends, blocking for at most `timeout`.
+    pub fn send_timeout(&self, v: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.send_inner(v, Blocking::Until(d)),
+            None => self.send_inner(v, Blocking::Forever),
+        }
+    }
+
+    fn send_inner(&self, v: T, how: Blocking) -> Result<(), SendTimeoutError<T>> {
+        let chan = &*self.chan;
+        let mut g = chan.lock();
+        let v = match g.send_now(v, chan.cap, None) {
+            SendNow::Done(wake) => {
+                drop(g);
+                if let Some(u) = wake {
+                    u.unpark(true);
+                }
+                return Ok(());
+            }
+            SendNow::Closed(v) => return Err(SendTimeoutError::Closed(v)),
+            SendNow::Full(v) => v,
+        };
+        let deadline = match how {
+            Blocking::No => return Err(SendTimeoutError::Timeout(v)),
+            Blocking::Forever => None,
+            Blocking::Until(d) => Some(d),
+        };
+        let token = Token::new();
+        let w = Waiter::new(token.clone(), 0, Some(v));
+        g.sendq.push_back(w.clone());
+        drop(g);
+        if token.wait(deadline) {
+            if w.closed.load(Ordering::Relaxed) {
+                // SAFETY: `done` seen: the slot is ours again (the closer left the value).
+                let v = unsafe { w.take() }.expect("a closed send keeps its value");
+                return Err(SendTimeoutError::Closed(v));
+            }
+            return Ok(());
+        }
+        remove_waiter(&mut chan.lock().sendq, &token);
+        // SAFETY: cancelled before anyone claimed it: the slot is ours.
+        let v = unsafe { w.take() }.expect("an unclaimed send keeps its value");
+        Err(SendTimeoutError::Timeout(v))
+    }
+
+    /// Closes the channel for every sender: receivers drain what was sent, then get
+    /// `RecvError`; blocked and later sends fail. Closing twice is harmless.
+    pub fn close(&self) {
+        close(&self.chan);
+    }
+
+    /// Messages in the buffer.
+    pub fn len(&self) -> usize {
+        self.chan.lock().buf.len()
+    }
+
+    /// Whether the buffer is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The buffer's capacity; `None` for an unbounded channel.
+    pub fn capacity(&self) -> Option<usize> {
+        (self.chan.cap != usize::MAX).then_some(self.chan.cap)
+    }
+
+    /// Whether the channel is closed (or has no receivers left).
+    pub fn is_closed(&self) -> bool {
+        let g = self.chan.lock();
+        g.closed || g.disconnected
+    }
+}
+
+fn close<T>(chan: &Chan<T>) {
+    let mut wake = Vec::new();
+    {
+        let mut g = chan.lock();
+        if g.closed {
+            return;
+        }
+        g.closed = true;
+        Inner::close_waiters(&mut g.recvq, &mut wake);
+        Inner::close_waiters(&mut g.sendq, &mut wake);
+    }
+    wake_all(wake);
+}
+
+#[derive(Clone, Copy)]
+enum Blocking {
+    No,
+    Forever,
+    Until(Instant),
+}
+
+impl<T> Receiver<T> {
+    /// Receives a message, blocking while the channel is empty and open. After the channel
+    /// closes and drains, returns `RecvError`.
+    pub fn recv(&self) -> Result<T, RecvError> {
+        match self.recv_inner(Blocking::Forever) {
+            Ok(v) => Ok(v),
+            Err(RecvTimeoutError::Closed) => Err(RecvError),
+            Err(RecvTimeoutError::Timeout) => unreachable!("no deadline"),
+        }
+    }
+
+    /// Receives without blocking.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        match self.recv_inner(Blocking::No) {
+            Ok(v) => Ok(v),
+            Err(RecvTimeoutError::Closed) => Err(TryRecvError::Closed),
+            Err(RecvTimeoutError::Timeout) => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// Receives, blocking for at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.recv_inner(Blocking::Until(d)),
+            None => self.recv_inner(Blocking::Forever),
+        }
+    }
+
+    fn recv_inner(&self, how: Blocking) -> Result<T, RecvTimeoutError> {
+        let chan = &*self.chan;
+        let mut g = chan.lock();
+        match g.recv_now(None) {
+            RecvNow::Got(v, wake) => {
+                drop(g);
+                if let Some(u) = wake {
+                    u.unpark(true);
+                }
+                return Ok(v);
+            }
+            RecvNow::Closed => return Err(RecvTimeoutError::Closed),
+            RecvNow::Empty => {}
+        }
+        let deadline = match how {
+            Blocking::No => return Err(RecvTimeoutError::Timeout),
+            Blocking::Forever => None,
+            Blocking::Until(d) => Some(d),
+        };
+        let token = Token::new();
+        let w = Waiter::new(token.clone(), 0, None);
+        g.recvq.push_back(w.clone());
+        drop(g);
+        if token.wait(deadline) {
+            if w.closed.load(Ordering::Relaxed) {
+                return Err(RecvTimeoutError::Closed);
+            }
+            // SAFETY: `done` seen: the completer put the value and is finished with it.
+            return Ok(unsafe { w.take() }.expect("a completed receive has its value"));
+        }
+        remove_waiter(&mut chan.lock().recvq, &token);
+        Err(RecvTimeoutError::Timeout)
+    }
+
+    /// Messages in the buffer.
+    pub fn len(&self) -> usize {
+        self.chan.lock().buf.len()
+    }
+
+    /// Whether the buffer is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The buffer's capacity; `None` for an unbounded channel.
+    pub fn capacity(&self) -> Option<usize> {
+        (self.chan.cap != usize::MAX).then_some(self.chan.cap)
+    }
+
+    /// Whether the channel is closed (it may still hold messages to drain).
+    pub fn is_closed(&self) -> bool {
+        self.chan.lock().closed
+    }
+
+    /// A blocking iterator over messages; it ends when the channel is closed and drained.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { rx: self }
+    }
+
+    /// An iterator over the messages available now; it never blocks.
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        TryIter { rx: self }
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.chan.senders.fetch_add(1, Ordering::Relaxed);
+        Sender {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        // AcqRel: the last dropper sees every other sender's sends (they happened before
+        // their drops) before it closes.
+        if self.chan.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            close(&self.chan);
+        }
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        self.chan.receivers.fetch_add(1, Ordering::Relaxed);
+        Receiver {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        // AcqRel: as for senders.
+        if self.chan.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let mut wake = Vec::new();
+            {
+                let mut g = self.chan.lock();
+                g.disconnected = true;
+                Inner::close_waiters(&mut g.sendq, &mut wake);
+            }
+            wake_all(wake);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad("Sender { .. }")
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad("Receiver { .. }")
+    }
+}
+
+/// Blocking iterator of [`Receiver::iter`].
+#[derive(Debug)]
+pub struct Iter<'a, T> {
+    rx: &'a Receiver<T>,
+}
+
+impl<T> Iterator for Iter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.recv().ok()
+    }
+}
+
+/// Non-blocking iterator of [`Receiver::try_iter`].
+#[derive(Debug)]
+pub struct TryIter<'a, T> {
+    rx: &'a Receiver<T>,
+}
+
+impl<T> Iterator for TryIter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// Owning blocking iterator of `Receiver`'s `IntoIterator`.
+#[derive(Debug)]
+pub struct IntoIter<T> {
+    rx: Receiver<T>,
+}
+
+impl<T> Iterator for IntoIter<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.recv().ok()
+    }
+}
+
+impl<T> IntoIterator for Receiver<T> {
+    type Item = T;
+    type IntoIter = IntoIter<T>;
+    fn into_iter(self) -> IntoIter<T> {
+        IntoIter { rx: self }
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Receiver<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+// ---- errors -------------------------------------------------------------------------
+
+/// `send` on a closed (or disconnected) channel; the value comes back.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub struct SendError<T>(pub T);
+
+/// `recv` on a channel that is closed and drained.
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+pub struct RecvError;
+
+/// Why `try_send` failed; the value comes back.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum TrySendError<T> {
+    /// The buffer is full (for `bounded(0)`: no receiver is waiting).
+    Full(T),
+    /// The channel is closed or has no receivers.
+    Closed(T),
+}
+
+/// Why `try_recv` failed.
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+pub enum TryRecvError {
+    /// Nothing to receive now.
+    Empty,
+    /// Closed and drained.
+    Closed,
+}
+
+/// Why `send_timeout` failed; the value comes back.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum SendTimeoutError<T> {
+    /// The timeout passed with the buffer still full.
+    Timeout(T),
+    /// The channel is closed or has no receivers.
+    Closed(T),
+}
+
+/// Why `recv_timeout` failed.
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+pub enum RecvTimeoutError {
+    /// The timeout passed with nothing to receive.
+    Timeout,
+    /// Closed and drained.
+    Closed,
+}
+
+macro_rules! value_error_fmt {
+    ($ty:ident, $($variant:ident => $msg:literal),+) => {
+        impl<T> fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self { $($ty::$variant(_) => f.write_str(concat!(stringify!($ty), "::", stringify!($variant), "(..)")),)+ }
+            }
+        }
+        impl<T> fmt::Display for $ty<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self { $($ty::$variant(_) => f.write_str($msg),)+ }
+            }
+        }
+        impl<T> std::error::Error for $ty<T> {}
+    };
+}
+
+value_error_fmt!(TrySendError, Full => "sending on a full channel", Closed => "sending on a closed channel");
+value_error_fmt!(SendTimeoutError, Timeout => "timed out sending on a full channel", Closed => "sending on a closed channel");
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SendError(..)")
+    }
+}
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sending on a closed channel")
+    }
+}
+impl<T> std::error::Error for SendError<T> {}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("receiving on a closed and empty channel")
+    }
+}
+impl std::error::Error for RecvError {}
+
+impl fmt::Display for TryRecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryRecvError::Empty => f.write_str("receiving on an empty channel"),
+            TryRecvError::Closed => f.write_str("receiving on a closed and empty channel"),
+        }
+    }
+}
+impl std::error::Error for TryRecvError {}
+
+impl fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvTimeoutError::Timeout => f.write_str("timed out receiving on an empty channel"),
+            RecvTimeoutError::Closed => f.write_str("receiving on a closed and empty channel"),
+        }
+    }
+}
+impl std::error::Error for RecvTimeoutError {}
+
+// ---- select -------------------------------------------------------------------------
+
+/// One case of a [`Select`], type-erased.
+trait Case {
+    /// Completes the operation now if it can (ready, or closed). True if it did.
+    fn try_now(&mut self) -> bool;
+    /// Queues a waiter with `token` for this case, unless the operation could complete
+    /// now (then returns false and queues nothing: the select starts over).
+    fn register(&mut self, token: &Arc<Token>, case: usize) -> bool;
+    /// Removes this case's waiter if it is still queued (it was not chosen).
+    fn unregister(&mut self, token: &Arc<Token>);
+    /// A completer chose this case: collect the outcome.
+    fn finish(&mut self);
+}
+
+/// Whether `q` holds a waiter someone could complete now (not ours, not yet claimed).
+fn has_live<T>(q: &VecDeque<Arc<Waiter<T>>>, own: &Arc<Token>) -> bool {
+    q.iter().any(|w| {
+        !Arc::ptr_eq(own, &w.token) && w.token.selected.load(Ordering::Relaxed) == NONE
+    })
+}
+
+struct RecvCase<'a, T> {
+    rx: &'a Receiver<T>,
+    out: &'a mut Option<Result<T, RecvError>>,
+    waiter: Option<Arc<Waiter<T>>>,
+}
+
+struct SendCase<'a, T> {
+    tx: &'a Sender<T>,
+    value: Option<T>,
+    out: &'a mut Option<Result<(), SendError<T>>>,
+    waiter: Option<Arc<Waiter<T>>>,
+}
+
+impl<T> Case for RecvCase<'_, T> {
+    fn try_now(&mut self) -> bool {
+        let mut g = self.rx.chan.lock();
+        match g.recv_now(None) {
+            RecvNow::Got(v, wake) => {
+                drop(g);
+                *self.out = Some(Ok(v));
+                if let Some(u) = wake {
+                    u.unpark(true);
+                }
+                true
+            }
+            RecvNow::Closed => {
+                *self.out = Some(Err(RecvError));
+                true
+            }
+            RecvNow::Empty => false,
+        }
+    }
+
+    fn register(&mut self, token: &Arc<Token>, case: usize) -> bool {
+        let mut g = self.rx.chan.lock();
+        if !g.buf.is_empty() || g.closed || has_live(&g.sendq, token) {
+            return false;
+        }
+        let w = Waiter::new(token.clone(), case, None);
+        g.recvq.push_back(w.clone());
+        self.waiter = Some(w);
+        true
+    }
+
+    fn unregister(&mut self, token: &Arc<Token>) {
+        if self.waiter.take().is_some() {
+            remove_waiter(&mut self.rx.chan.lock().recvq, token);
+        }
+    }
+
+    fn finish(&mut self) {
+        let w = self.waiter.take().expect("a chosen case was queued");
+        *self.out = Some(if w.closed.load(Ordering::Relaxed) {
+            Err(RecvError)
+        } else {
+            // SAFETY: our token is done: the completer put the value and left.
+            Ok(unsafe { w.take() }.expect("a completed receive has its value"))
+        });
+    }
+}
+
+impl<T> Case for SendCase<'_, T> {
+    fn try_now(&mut self) -> bool {
+        let chan = &*self.tx.chan;
+        let mut g = chan.lock();
+        let v = self.value.take().expect("a send case keeps its value until chosen");
+        match g.send_now(v, chan.cap, None) {
+            SendNow::Done(wake) => {
+                drop(g);
+                *self.out = Some(Ok(()));
+                if let Some(u) = wake {
+                    u.unpark(true);
+                }
+                true
+            }
+            SendNow::Closed(v) => {
+                *self.out = Some(Err(SendError(v)));
+                true
+            }
+            SendNow::Full(v) => {
+                self.value = Some(v);
+                false
+            }
+        }
+    }
+
+    fn register(&mut self, token: &Arc<Token>, case: usize) -> bool {
+        let chan = &*self.tx.chan;
+        let mut g = chan.lock();
+        if g.closed || g.disconnected || g.buf.len() < chan.cap || has_live(&g.recvq, token) {
+            return false;
+        }
+        let v = self.value.take().expect("a send case keeps its value until chosen");
+        let w = Waiter::new(token.clone(), case, Some(v));
+        g.sendq.push_back(w.clone());
+        self.waiter = Some(w);
+        true
+    }
+
+    fn unregister(&mut self, token: &Arc<Token>) {
+        if let Some(w) = self.waiter.take() {
+            remove_waiter(&mut self.tx.chan.lock().sendq, token);
+            // Not chosen, so never claimed for this case: the value is ours again (kept for
+            // a retry of the select).
+            // SAFETY: off every queue, and no completer claimed the token for this case.
+            self.value = unsafe { w.take() };
+        }
+    }
+
+    fn finish(&mut self) {
+        let w = self.waiter.take().expect("a chosen case was queued");
+        *self.out = Some(if w.closed.load(Ordering::Relaxed) {
+            // SAFETY: our token is done: the closer left the value in the slot.
+            Err(SendError(
+                unsafe { w.take() }.expect("a closed send keeps its value"),
+            ))
+        } else {
+            Ok(())
+        });
+    }
+}
+
+/// The machinery behind [`select!`](crate::select): a set of channel operations of which
+/// exactly one completes.
+///
+/// Each operation writes its outcome to the `out` slot given when it was added. Send
+/// values are moved in when the case is added (as Go evaluates them before the select);
+/// the value of a send case that is not chosen is dropped.
+pub struct Select<'a> {
+    cases: Vec<Box<dyn Case + 'a>>,
+}
+
+impl Default for Select<'_> {
+    fn default() -> Self {
+        Select::new()
+    }
+}
+
+impl fmt::Debug for Select<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Select")
+            .field("cases", &self.cases.len())
+            .finish()
+    }
+}
+
+impl<'a> Select<'a> {
+    /// An empty selection.
+    pub fn new() -> Select<'a> {
+        Select { cases: Vec::new() }
+    }
+
+    /// Adds a receive case; returns its index.
+    pub fn recv<T: 'a>(
+        &mut self,
+        rx: &'a Receiver<T>,
+        out: &'a mut Option<Result<T, RecvError>>,
+    ) -> usize {
+        self.cases.push(Box::new(RecvCase {
+            rx,
+            out,
+            waiter: None,
+        }));
+        self.cases.len() - 1
+    }
+
+    /// Adds a send case; returns its index.
+    pub fn send<T: 'a>(
+        &mut self,
+        tx: &'a Sender<T>,
+        value: T,
+        out: &'a mut Option<Result<(), SendError<T>>>,
+    ) -> usize {
+        self.cases.push(Box::new(SendCase {
+            tx,
+            value: Some(value),
+            out,
+            waiter: None,
+        }));
+        self.cases.len() - 1
+    }
+
+    /// Waits until one case completes; returns its index.
+    pub fn wait(self) -> usize {
+        self.run(Blocking::Forever)
+            .expect("a select with no deadline completes a case")
+    }
+
+    /// Completes a case that is ready now, if any.
+    pub fn try_wait(self) -> Option<usize> {
+        self.run(Blocking::No)
+    }
+
+    /// Waits at most `timeout` for a case to complete.
+    pub fn wait_timeout(self, timeout: Duration) -> Option<usize> {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.run(Blocking::Until(d)),
+            None => self.run(Blocking::Forever),
+        }
+    }
+
+    fn run(mut self, how: Blocking) -> Option<usize> {
+        let n = self.cases.len();
+        let deadline = match how {
+            Blocking::Until(d) => Some(d),
+            _ => None,
+        };
+        if n == 0 {
+            // Go's empty select blocks forever; with a deadline it times out.
+            let d = match how {
+                Blocking::No => return None,
+                Blocking::Forever => None,
+                Blocking::Until(d) => Some(d),
+            };
+            loop {
+                match d {
+                    None => park(),
+                    Some(d) if Instant::now() >= d => return None,
+                    Some(d) => park_deadline(d),
+                }
+            }
+        }
+        loop {
+            let order = shuffled(n);
+            // Pass 1: the first ready case in a uniformly random order (Go's rule).
+            for &i in &order {
+                if self.cases[i].try_now() {
+                    return Some(i);
+                }
+            }
+            if matches!(how, Blocking::No) {
+                return None;
+            }
+            // Pass 2: a waiter on every channel, all sharing one token.
+            let token = Token::new();
+            let mut queued = Vec::with_capacity(n);
+            let mut became_ready = false;
+            for &i in &order {
+                if self.cases[i].register(&token, i) {
+                    queued.push(i);
+                } else {
+                    became_ready = true;
+                    break;
+                }
+            }
+            let chosen = if became_ready {
+                // A case became ready after pass 1: withdraw and start over, unless a
+                // completer already chose one of the cases queued so far.
+                if token
+                    .selected
+                    .compare_exchange(NONE, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    None
+                } else {
+                    token.wait(None);
+                    Some(token.selected())
+                }
+            } else if token.wait(deadline) {
+                Some(token.selected())
+            } else {
+                // Timed out (the token is cancelled).
+                for &i in &queued {
+                    self.cases[i].unregister(&token);
+                }
+                return None;
+            };
+            match chosen {
+                Some(c) => {
+                    self.cases[c].finish();
+                    for &i in &queued {
+                        if i != c {
+                            self.cases[i].unregister(&token);
+                        }
+                    }
+                    return Some(c);
+                }
+                None => {
+                    for &i in &queued {
+                        self.cases[i].unregister(&token);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 0..n in a uniformly random order.
+fn shuffled(n: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (rand() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
+/// A cheap thread-local xorshift generator (not inlined: see `sched.rs` on thread-locals).
+#[inline(never)]
+fn rand() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = const { Cell::new(0) };
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        if x == 0 {
+            // Seed from the address of the slot and the clock.
+            x = (s as *const Cell<u64> as u64)
+                ^ Instant::now().elapsed().as_nanos() as u64
+                ^ 0x9E37_79B9_7F4A_7C15;
+            x |= 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x
+    })
+}
