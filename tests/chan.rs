@@ -96,7 +96,10 @@ fn send_on_closed_returns_the_value() {
     let (tx, rx) = chan::bounded::<String>(1);
     tx.close();
     assert_eq!(tx.send("a".into()), Err(SendError("a".to_string())));
-    assert_eq!(tx.try_send("b".into()), Err(TrySendError::Closed("b".to_string())));
+    assert_eq!(
+        tx.try_send("b".into()),
+        Err(TrySendError::Closed("b".to_string()))
+    );
     drop(rx);
     // No receivers at all: also refused.
     let (tx, rx) = chan::bounded::<u8>(0);
@@ -148,7 +151,10 @@ fn close_wakes_blocked_senders_and_receivers() {
 fn recv_on_empty_times_out() {
     let (tx, rx) = chan::bounded::<u8>(1);
     let t = std::time::Instant::now();
-    assert_eq!(rx.recv_timeout(Duration::from_millis(5)), Err(RecvTimeoutError::Timeout));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(5)),
+        Err(RecvTimeoutError::Timeout)
+    );
     assert!(t.elapsed() >= Duration::from_millis(5));
     // In a G too, and the timed-out receiver does not swallow a later message.
     let rx2 = rx.clone();
@@ -160,7 +166,10 @@ fn recv_on_empty_times_out() {
     tx.send(4).unwrap();
     let tx2 = tx.clone();
     let h = gort::go!(move || tx2.send_timeout(5, Duration::from_millis(5)));
-    assert_eq!(h.join().unwrap(), Err(gort::chan::SendTimeoutError::Timeout(5)));
+    assert_eq!(
+        h.join().unwrap(),
+        Err(gort::chan::SendTimeoutError::Timeout(5))
+    );
     assert_eq!(rx.try_recv(), Ok(4));
     assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
 }
@@ -168,7 +177,10 @@ fn recv_on_empty_times_out() {
 #[test]
 fn len_and_capacity() {
     let (tx, rx) = chan::bounded(3);
-    assert_eq!((tx.len(), tx.capacity(), rx.capacity()), (0, Some(3), Some(3)));
+    assert_eq!(
+        (tx.len(), tx.capacity(), rx.capacity()),
+        (0, Some(3), Some(3))
+    );
     assert!(rx.is_empty());
     tx.send(1).unwrap();
     tx.send(2).unwrap();

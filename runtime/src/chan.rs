@@ -184,7 +184,10 @@ impl<T> Chan<T> {
 
 /// Pops the first waiter of `q` whose token we can claim (skipping `own`, a select's own
 /// token, and stale waiters already claimed elsewhere).
-fn claim_first<T>(q: &mut VecDeque<Arc<Waiter<T>>>, own: Option<&Arc<Token>>) -> Option<Arc<Waiter<T>>> {
+fn claim_first<T>(
+    q: &mut VecDeque<Arc<Waiter<T>>>,
+    own: Option<&Arc<Token>>,
+) -> Option<Arc<Waiter<T>>> {
     let mut i = 0;
     while i < q.len() {
         if own.is_some_and(|t| Arc::ptr_eq(t, &q[i].token)) {
@@ -774,9 +777,8 @@ trait Case {
 
 /// Whether `q` holds a waiter someone could complete now (not ours, not yet claimed).
 fn has_live<T>(q: &VecDeque<Arc<Waiter<T>>>, own: &Arc<Token>) -> bool {
-    q.iter().any(|w| {
-        !Arc::ptr_eq(own, &w.token) && w.token.selected.load(Ordering::Relaxed) == NONE
-    })
+    q.iter()
+        .any(|w| !Arc::ptr_eq(own, &w.token) && w.token.selected.load(Ordering::Relaxed) == NONE)
 }
 
 struct RecvCase<'a, T> {
@@ -844,7 +846,10 @@ impl<T> Case for SendCase<'_, T> {
     fn try_now(&mut self) -> bool {
         let chan = &*self.tx.chan;
         let mut g = chan.lock();
-        let v = self.value.take().expect("a send case keeps its value until chosen");
+        let v = self
+            .value
+            .take()
+            .expect("a send case keeps its value until chosen");
         match g.send_now(v, chan.cap, None) {
             SendNow::Done(wake) => {
                 drop(g);
@@ -871,7 +876,10 @@ impl<T> Case for SendCase<'_, T> {
         if g.closed || g.disconnected || g.buf.len() < chan.cap || has_live(&g.recvq, token) {
             return false;
         }
-        let v = self.value.take().expect("a send case keeps its value until chosen");
+        let v = self
+            .value
+            .take()
+            .expect("a send case keeps its value until chosen");
         let w = Waiter::new(token.clone(), case, Some(v));
         g.sendq.push_back(w.clone());
         self.waiter = Some(w);

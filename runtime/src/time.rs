@@ -99,7 +99,10 @@ pub fn after(d: Duration) -> Receiver<Instant> {
 ///
 /// If `d` is zero.
 pub fn tick(d: Duration) -> Receiver<Instant> {
-    assert!(!d.is_zero(), "gort::time::tick: the period must be non-zero");
+    assert!(
+        !d.is_zero(),
+        "gort::time::tick: the period must be non-zero"
+    );
     let (tx, rx) = new_chan_with(1, 1);
     if let Some(first) = Instant::now().checked_add(d) {
         schedule_tick(first, d, tx);
