@@ -17,6 +17,7 @@ mod sched;
 mod select;
 mod signal;
 mod stack;
+pub mod sync;
 pub mod time;
 mod timer;
 

@@ -1,0 +1,337 @@
+//! gort::sync under contention, in both worlds; counts checked exactly.
+mod common;
+use common::*;
+
+use gort::sync::{Barrier, Condvar, Mutex, Once, RwLock, Semaphore, WaitGroup};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn mutex_million() {
+    let m = Arc::new(Mutex::new(0u64));
+    let hs: Vec<_> = (0..1000)
+        .map(|_| {
+            let m = m.clone();
+            gort::go!(move || {
+                for i in 0..1000 {
+                    let mut g = m.lock();
+                    *g += 1;
+                    if i % 100 == 0 {
+                        // Hold the lock across a blocking point now and then.
+                        gort::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(*m.lock(), 1_000_000);
+}
+
+#[test]
+fn mutex_thousand_gs_thousand_increments() {
+    if is_child("mutex_thousand_gs_thousand_increments") {
+        mutex_million();
+        return;
+    }
+    for procs in ["1", "2"] {
+        let o = run_child(
+            "mutex_thousand_gs_thousand_increments",
+            &[("GORT_MAXPROCS", procs)],
+        );
+        assert_success(&o);
+    }
+}
+
+#[test]
+fn std_thread_and_gs_share_a_mutex() {
+    let m = Arc::new(Mutex::new(0u64));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    *m.lock() += 1;
+                }
+            })
+        })
+        .collect();
+    let gs: Vec<_> = (0..100)
+        .map(|_| {
+            let m = m.clone();
+            gort::go!(move || {
+                for _ in 0..400 {
+                    *m.lock() += 1;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for g in gs {
+        g.join().unwrap();
+    }
+    assert_eq!(*m.lock(), 80_000);
+}
+
+#[test]
+fn mutex_waiters_do_not_starve() {
+    // Hogs re-lock immediately and hold the lock across yields; a latecomer still gets it
+    // its share of times (starvation mode hands it over).
+    let m = Arc::new(Mutex::new(()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hogs: Vec<_> = (0..4)
+        .map(|_| {
+            let (m, stop) = (m.clone(), stop.clone());
+            gort::go!(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let _g = m.lock();
+                    gort::yield_now();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let m2 = m.clone();
+    let late = gort::go!(move || {
+        for _ in 0..200 {
+            let _g = m2.lock();
+        }
+    });
+    late.join().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    for h in hogs {
+        h.join().unwrap();
+    }
+    assert!(m.try_lock().is_some());
+}
+
+#[test]
+fn try_lock_and_into_inner() {
+    let m = Mutex::new(vec![1]);
+    {
+        let g = m.lock();
+        assert!(m.try_lock().is_none());
+        drop(g);
+    }
+    m.try_lock().unwrap().push(2);
+    assert_eq!(m.into_inner(), vec![1, 2]);
+}
+
+#[test]
+fn condvar_ping_pong_no_lost_wakeup() {
+    // 10,000 rounds of strict alternation over one Condvar: a lost wake-up would hang.
+    let state = Arc::new((Mutex::new(0u64), Condvar::new()));
+    let s2 = state.clone();
+    let other = gort::go!(move || {
+        let (m, cv) = &*s2;
+        for i in 0..10_000u64 {
+            let mut g = cv.wait_while(m.lock(), |v| *v != 2 * i + 1);
+            *g += 1;
+            cv.notify_all();
+        }
+    });
+    let (m, cv) = &*state;
+    for i in 0..10_000u64 {
+        let mut g = cv.wait_while(m.lock(), |v| *v != 2 * i);
+        *g += 1;
+        cv.notify_all();
+    }
+    other.join().unwrap();
+    assert_eq!(*m.lock(), 20_000);
+}
+
+#[test]
+fn condvar_timeout_and_notify_one() {
+    let pair = Arc::new((Mutex::new(0), Condvar::new()));
+    let (m, cv) = &*pair;
+    let (g, r) = cv.wait_timeout(m.lock(), Duration::from_millis(5));
+    assert!(r.timed_out());
+    drop(g);
+    // Many waiters; notify_one wakes exactly the count notified.
+    let woke = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..10)
+        .map(|_| {
+            let (p, woke) = (pair.clone(), woke.clone());
+            gort::go!(move || {
+                let (m, cv) = &*p;
+                let mut g = m.lock();
+                *g += 1;
+                let _g = cv.wait_while(g, |v| *v < 100);
+                woke.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    loop {
+        if *m.lock() == 10 {
+            break;
+        }
+        gort::yield_now();
+    }
+    *m.lock() = 100;
+    for _ in 0..10 {
+        cv.notify_one();
+    }
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(woke.load(Ordering::SeqCst), 10);
+}
+
+#[test]
+fn waitgroup_waits_for_all() {
+    for _ in 0..100 {
+        let wg = WaitGroup::new();
+        let n = Arc::new(AtomicUsize::new(0));
+        for _ in 0..100 {
+            wg.add(1);
+            let (wg, n) = (wg.clone(), n.clone());
+            gort::go!(move || {
+                gort::yield_now();
+                n.fetch_add(1, Ordering::SeqCst);
+                wg.done();
+            });
+        }
+        // Waited on from a G and from this thread at once.
+        let (wg2, n2) = (wg.clone(), n.clone());
+        let g = gort::go!(move || {
+            wg2.wait();
+            n2.load(Ordering::SeqCst)
+        });
+        wg.wait();
+        assert_eq!(n.load(Ordering::SeqCst), 100);
+        assert_eq!(g.join().unwrap(), 100);
+        assert_eq!(wg.count(), 0);
+    }
+}
+
+#[test]
+fn waitgroup_done_below_zero_panics_clearly() {
+    let wg = WaitGroup::new();
+    let e = std::panic::catch_unwind(|| wg.done()).unwrap_err();
+    let msg = e.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(msg.contains("below zero"), "{msg}");
+}
+
+#[test]
+fn rwlock_readers_share_writers_exclude() {
+    let l = Arc::new(RwLock::new(0u64));
+    let readers_in = Arc::new(AtomicUsize::new(0));
+    let max_readers = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..64)
+        .map(|i| {
+            let (l, rin, maxr) = (l.clone(), readers_in.clone(), max_readers.clone());
+            gort::go!(move || {
+                for _ in 0..200 {
+                    if i % 8 == 0 {
+                        let mut w = l.write();
+                        assert_eq!(rin.load(Ordering::SeqCst), 0, "writer with readers in");
+                        *w += 1;
+                        gort::yield_now();
+                    } else {
+                        let r = l.read();
+                        let now = rin.fetch_add(1, Ordering::SeqCst) + 1;
+                        maxr.fetch_max(now, Ordering::SeqCst);
+                        let _ = *r;
+                        gort::yield_now();
+                        rin.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(*l.read(), 8 * 200);
+    assert!(
+        max_readers.load(Ordering::SeqCst) > 1,
+        "readers never overlapped"
+    );
+}
+
+#[test]
+fn semaphore_bounds_holders() {
+    let s = Arc::new(Semaphore::new(3));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let max = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..100)
+        .map(|_| {
+            let (s, inside, max) = (s.clone(), inside.clone(), max.clone());
+            gort::go!(move || {
+                for _ in 0..20 {
+                    let _p = s.acquire();
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(now, Ordering::SeqCst);
+                    gort::yield_now();
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert!(max.load(Ordering::SeqCst) <= 3);
+    assert_eq!(s.available_permits(), 3);
+    let a = s.acquire();
+    let _b = s.acquire();
+    let _c = s.acquire();
+    assert!(s.acquire_timeout(Duration::from_millis(2)).is_none());
+    drop(a);
+    assert!(s.acquire_timeout(Duration::from_millis(2)).is_some());
+}
+
+#[test]
+fn barrier_rounds() {
+    let b = Arc::new(Barrier::new(10));
+    let count = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..10)
+        .map(|_| {
+            let (b, count) = (b.clone(), count.clone());
+            gort::go!(move || {
+                let mut leaders = 0;
+                for round in 0..100 {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    if b.wait().is_leader() {
+                        leaders += 1;
+                    }
+                    // Everyone has arrived for this round before anyone leaves it.
+                    assert!(count.load(Ordering::SeqCst) >= (round + 1) * 10);
+                    b.wait();
+                }
+                leaders
+            })
+        })
+        .collect();
+    let leaders: usize = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(leaders, 100);
+}
+
+#[test]
+fn once_runs_once_for_concurrent_callers() {
+    let once = Arc::new(Once::new());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..100)
+        .map(|_| {
+            let (once, runs) = (once.clone(), runs.clone());
+            gort::go!(move || {
+                once.call_once(|| {
+                    gort::yield_now();
+                    runs.fetch_add(1, Ordering::SeqCst);
+                });
+                // Whoever returns sees the effect.
+                runs.load(Ordering::SeqCst)
+            })
+        })
+        .collect();
+    for h in hs {
+        assert_eq!(h.join().unwrap(), 1);
+    }
+    assert!(once.is_completed());
+}
