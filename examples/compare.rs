@@ -6,6 +6,7 @@
 //!
 //! Run: `cargo run --release --example compare` (GORT_MAXPROCS changes the P count).
 
+use gort::chan;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -182,6 +183,280 @@ fn std_parked_rss(n: usize) -> f64 {
     (during.saturating_sub(before) * 1024) as f64 / n as f64
 }
 
+/// Round trips between two G's over two unbuffered channels; ns per round trip.
+fn gort_ping_pong(n: u64) -> f64 {
+    gort::go!(move || {
+        let (ping_tx, ping_rx) = chan::bounded::<u64>(0);
+        let (pong_tx, pong_rx) = chan::bounded::<u64>(0);
+        let echo = gort::go!(move || {
+            for v in ping_rx.iter() {
+                pong_tx.send(v).unwrap();
+            }
+        });
+        let t = Instant::now();
+        for i in 0..n {
+            ping_tx.send(i).unwrap();
+            assert_eq!(pong_rx.recv().unwrap(), i);
+        }
+        let d = t.elapsed();
+        drop(ping_tx);
+        echo.join().unwrap();
+        per(d, n)
+    })
+    .join()
+    .unwrap()
+}
+
+/// The same between two OS threads over `std::sync::mpsc::sync_channel(0)`.
+fn std_ping_pong(n: u64) -> f64 {
+    let (ping_tx, ping_rx) = std::sync::mpsc::sync_channel::<u64>(0);
+    let (pong_tx, pong_rx) = std::sync::mpsc::sync_channel::<u64>(0);
+    let echo = std::thread::spawn(move || {
+        for v in ping_rx.iter() {
+            pong_tx.send(v).unwrap();
+        }
+    });
+    let t = Instant::now();
+    for i in 0..n {
+        ping_tx.send(i).unwrap();
+        assert_eq!(pong_rx.recv().unwrap(), i);
+    }
+    let d = t.elapsed();
+    drop(ping_tx);
+    echo.join().unwrap();
+    per(d, n)
+}
+
+/// Skynet: a tree of G's, 10 children per node, `leaves` leaves; every node sends the sum
+/// of its subtree to its parent over an unbuffered channel. Returns milliseconds.
+fn gort_skynet(leaves: u64) -> f64 {
+    fn node(num: u64, size: u64, out: chan::Sender<u64>) {
+        if size == 1 {
+            out.send(num).unwrap();
+            return;
+        }
+        let (tx, rx) = chan::bounded(0);
+        let step = size / 10;
+        for i in 0..10 {
+            let tx = tx.clone();
+            gort::go!(move || node(num + i * step, step, tx));
+        }
+        drop(tx);
+        out.send(rx.iter().sum()).unwrap();
+    }
+    let t = Instant::now();
+    let (tx, rx) = chan::bounded(0);
+    gort::go!(move || node(0, leaves, tx));
+    let sum = rx.recv().unwrap();
+    let d = t.elapsed();
+    assert_eq!(sum, leaves * (leaves - 1) / 2);
+    d.as_secs_f64() * 1e3
+}
+
+/// Skynet with OS threads and std channels.
+fn std_skynet(leaves: u64) -> f64 {
+    fn node(num: u64, size: u64, out: std::sync::mpsc::SyncSender<u64>) {
+        if size == 1 {
+            out.send(num).unwrap();
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(0);
+        let step = size / 10;
+        let hs: Vec<_> = (0..10)
+            .map(|i| {
+                let tx = tx.clone();
+                std::thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || node(num + i * step, step, tx))
+                    .expect("spawn thread")
+            })
+            .collect();
+        drop(tx);
+        out.send(rx.iter().sum()).unwrap();
+        for h in hs {
+            h.join().unwrap();
+        }
+    }
+    let t = Instant::now();
+    let (tx, rx) = std::sync::mpsc::sync_channel(0);
+    let h = std::thread::spawn(move || node(0, leaves, tx));
+    let sum = rx.recv().unwrap();
+    h.join().unwrap();
+    let d = t.elapsed();
+    assert_eq!(sum, leaves * (leaves - 1) / 2);
+    d.as_secs_f64() * 1e3
+}
+
+/// `tasks` G's each lock a shared gort Mutex `iters` times; ns per lock+unlock.
+fn gort_mutex(tasks: u64, iters: u64) -> f64 {
+    let m = Arc::new(gort::sync::Mutex::new(0u64));
+    let t = Instant::now();
+    let hs: Vec<_> = (0..tasks)
+        .map(|_| {
+            let m = m.clone();
+            gort::go!(move || {
+                for _ in 0..iters {
+                    *m.lock() += 1;
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let d = t.elapsed();
+    assert_eq!(*m.lock(), tasks * iters);
+    per(d, tasks * iters)
+}
+
+/// `threads` OS threads each lock a shared std Mutex `iters` times.
+fn std_mutex(threads: u64, iters: u64) -> f64 {
+    let m = Arc::new(std::sync::Mutex::new(0u64));
+    let t = Instant::now();
+    let hs: Vec<_> = (0..threads)
+        .map(|_| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                for _ in 0..iters {
+                    *m.lock().unwrap() += 1;
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let d = t.elapsed();
+    assert_eq!(*m.lock().unwrap(), threads * iters);
+    per(d, threads * iters)
+}
+
+/// 4 producer G's and 4 consumer G's over one bounded(64) channel; ns per message.
+fn gort_chan_throughput(msgs: u64) -> f64 {
+    let (tx, rx) = chan::bounded::<u64>(64);
+    let t = Instant::now();
+    let ps: Vec<_> = (0..4)
+        .map(|_| {
+            let tx = tx.clone();
+            gort::go!(move || {
+                for i in 0..msgs / 4 {
+                    tx.send(i).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let cs: Vec<_> = (0..4)
+        .map(|_| {
+            let rx = rx.clone();
+            gort::go!(move || rx.iter().count() as u64)
+        })
+        .collect();
+    for p in ps {
+        p.join().unwrap();
+    }
+    let got: u64 = cs.into_iter().map(|c| c.join().unwrap()).sum();
+    let d = t.elapsed();
+    assert_eq!(got, msgs / 4 * 4);
+    per(d, got)
+}
+
+/// The same with OS threads over `std::sync::mpsc::sync_channel(64)` (one consumer: std's
+/// receiver cannot be shared without a lock around it, so 4 consumers share it behind one).
+fn std_chan_throughput(msgs: u64) -> f64 {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<u64>(64);
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    let t = Instant::now();
+    let ps: Vec<_> = (0..4)
+        .map(|_| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for i in 0..msgs / 4 {
+                    tx.send(i).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let cs: Vec<_> = (0..4)
+        .map(|_| {
+            let rx = rx.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                loop {
+                    let r = rx.lock().unwrap().recv();
+                    match r {
+                        Ok(_) => n += 1,
+                        Err(_) => return n,
+                    }
+                }
+            })
+        })
+        .collect();
+    for p in ps {
+        p.join().unwrap();
+    }
+    let got: u64 = cs.into_iter().map(|c| c.join().unwrap()).sum();
+    let d = t.elapsed();
+    assert_eq!(got, msgs / 4 * 4);
+    per(d, got)
+}
+
+/// `n` G's sleeping at once for 50–150 ms: wall time until all have woken, and how late
+/// the latest was past its deadline.
+fn gort_sleepers(n: u64) -> (f64, f64) {
+    let latest = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+    let t = Instant::now();
+    let hs: Vec<_> = (0..n)
+        .map(|i| {
+            let latest = latest.clone();
+            gort::go!(move || {
+                let d = Duration::from_millis(50 + i % 100);
+                let start = Instant::now();
+                gort::sleep(d);
+                let late = start.elapsed().saturating_sub(d);
+                let mut l = latest.lock().unwrap();
+                *l = (*l).max(late);
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let wall = t.elapsed().as_secs_f64() * 1e3;
+    let late = latest.lock().unwrap().as_secs_f64() * 1e3;
+    (wall, late)
+}
+
+/// How late `sleep(1ms)` wakes on an otherwise idle runtime (median of 200), in µs.
+fn gort_sleep_latency() -> f64 {
+    gort::go!(|| {
+        let mut lates: Vec<f64> = (0..200)
+            .map(|_| {
+                let t = Instant::now();
+                gort::sleep(Duration::from_millis(1));
+                (t.elapsed().as_secs_f64() - 1e-3) * 1e6
+            })
+            .collect();
+        lates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        lates[100]
+    })
+    .join()
+    .unwrap()
+}
+
+fn std_sleep_latency() -> f64 {
+    let mut lates: Vec<f64> = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            std::thread::sleep(Duration::from_millis(1));
+            (t.elapsed().as_secs_f64() - 1e-3) * 1e6
+        })
+        .collect();
+    lates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    lates[100]
+}
+
 fn row(name: &str, gort: f64, base: f64, unit: &str, note: &str) {
     let ratio = base / gort;
     println!(
@@ -256,6 +531,60 @@ fn main() {
             s,
             "ns",
             "G: to the scheduler and back; std: sched_yield",
+        );
+    }
+    if want("chan") {
+        let g = best(3, || gort_ping_pong(1_000_000));
+        let s = best(3, || std_ping_pong(20_000));
+        row(
+            "ping-pong round trip, unbuffered",
+            g,
+            s,
+            "ns",
+            "two G's over two bounded(0) vs two threads over sync_channel(0)",
+        );
+        let g = best(3, || gort_skynet(1_000_000));
+        let s = best(3, || std_skynet(10_000));
+        row(
+            "skynet, ms",
+            g,
+            s,
+            "ms",
+            "gort: 1,000,000 leaves (1,111,111 G's); std: 10,000 leaves only (11,111 threads)",
+        );
+        let g = best(3, || gort_mutex(100, 10_000));
+        let s = best(3, || std_mutex(4, 250_000));
+        row(
+            "contended mutex, lock+unlock",
+            g,
+            s,
+            "ns",
+            "100 G's vs 4 threads, 1,000,000 increments in all",
+        );
+        let g = best(3, || gort_chan_throughput(2_000_000));
+        let s = best(3, || std_chan_throughput(400_000));
+        row(
+            "channel throughput, 4 x 4, bounded(64)",
+            g,
+            s,
+            "ns",
+            "ns per message; std: sync_channel, receivers share it behind a Mutex",
+        );
+    }
+    if want("time") {
+        let g = best(3, gort_sleep_latency);
+        let s = best(3, std_sleep_latency);
+        row(
+            "sleep(1 ms) lateness, idle",
+            g,
+            s,
+            "us",
+            "median of 200; how long after its deadline the sleeper runs again",
+        );
+        let (wall, late) = gort_sleepers(1_000_000);
+        println!(
+            "| {:<38} | {:>10.0} ms   | {:>15} | {:>9} | 1,000,000 G's asleep at once for 50-150 ms; latest woke {late:.0} ms late",
+            "1,000,000 sleepers, wall time", wall, "-", "-"
         );
     }
     if want("rss") {

@@ -28,63 +28,75 @@
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::fmt;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::park::{park, park_deadline, Unparker};
+use crate::park::{park, park_deadline, Unparker, Waker};
+use crate::spin::{SpinGuard, SpinMutex};
 
 const NONE: usize = usize::MAX;
 const CANCELLED: usize = usize::MAX - 1;
 
 /// The rendezvous point of one blocked operation (or of all the cases of one `select!`).
+/// It lives on the blocked caller's stack: see [`Waiter`] for why that is sound.
 pub(crate) struct Token {
     /// NONE, the index of the case that completed, or CANCELLED.
     selected: AtomicUsize,
     /// The completer has finished moving the value (Release), see the module docs.
     done: AtomicBool,
-    unparker: Unparker,
+    /// The blocked owner (uncounted: it cannot leave before `done`, and the completer
+    /// upgrades it to a counted `Unparker` before setting `done`).
+    waker: Waker,
 }
 
 impl Token {
-    pub(crate) fn new() -> Arc<Token> {
-        Arc::new(Token {
+    pub(crate) fn new() -> Token {
+        Token {
             selected: AtomicUsize::new(NONE),
             done: AtomicBool::new(false),
-            unparker: Unparker::current(),
-        })
+            waker: Waker::current(),
+        }
     }
 
     /// Claims the token for `case`. Only the winner may complete the operation.
     fn claim(&self, case: usize) -> bool {
-        // AcqRel: Acquire pairs with the owner's Release publication of the waiter (its
-        // value and queue entry); Release orders our claim before our writes to the slot.
+        // AcqRel: Acquire pairs with the owner's publication of the waiter (made under the
+        // channel lock); Release orders our claim before our writes to the slot.
         self.selected
             .compare_exchange(NONE, case, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
 
+    /// Cancels an unclaimed token. False if a completer claimed it first.
+    fn cancel(&self) -> bool {
+        self.selected
+            .compare_exchange(NONE, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn is_done(&self) -> bool {
+        // Acquire: pairs with the completer's Release store of `done`.
+        self.done.load(Ordering::Acquire)
+    }
+
     /// Waits until a completer is done, or until `deadline`. False if it timed out (and
-    /// cancelled the token).
+    /// cancelled the token): the caller must then take its waiters off their queues.
     fn wait(&self, deadline: Option<Instant>) -> bool {
         loop {
-            // Acquire: pairs with the completer's Release store of `done`.
-            if self.done.load(Ordering::Acquire) {
+            if self.is_done() {
                 return true;
             }
             match deadline {
                 None => park(),
                 Some(d) => {
                     if Instant::now() >= d {
-                        if self
-                            .selected
-                            .compare_exchange(NONE, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-                            .is_ok()
-                        {
+                        if self.cancel() {
                             return false;
                         }
                         // Claimed just now: the completer is mid-way; wait for it.
-                        while !self.done.load(Ordering::Acquire) {
+                        while !self.is_done() {
                             park();
                         }
                         return true;
@@ -100,9 +112,17 @@ impl Token {
     }
 }
 
-/// One blocked operation on one channel.
+/// One blocked operation on one channel, on its owner's stack (no allocation).
+///
+/// Queues hold raw pointers to waiters. That is sound because of three rules: (1) every
+/// access to a queued waiter (and to its token) by anyone but the owner happens under the
+/// channel's lock; (2) a completer touches the waiter and token for the last time when it
+/// stores `done` (it clones the unparker first); (3) the owner leaves the frame that holds
+/// them only after `done` is set, or after it has cancelled the token and taken every one
+/// of its waiters off their queues under each channel's lock. So no completer can reach a
+/// waiter whose frame is gone.
 pub(crate) struct Waiter<T> {
-    token: Arc<Token>,
+    token: *const Token,
     case: usize,
     /// A sender's value (taken by the completer), or the value a receiver gets.
     slot: UnsafeCell<Option<T>>,
@@ -110,23 +130,25 @@ pub(crate) struct Waiter<T> {
     closed: AtomicBool,
 }
 
-// SAFETY: `slot` is written by the owner before the waiter is queued (under the channel
-// lock), then only by the one completer that claimed the token (under the channel lock),
-// then read by the owner after it saw `done` (Acquire, pairing with the completer's
-// Release). So at most one thread touches it at a time, with happens-before between them.
-// T crosses threads: T: Send.
-unsafe impl<T: Send> Sync for Waiter<T> {}
-// SAFETY: as above.
-unsafe impl<T: Send> Send for Waiter<T> {}
+/// A queued waiter.
+struct WaiterPtr<T>(NonNull<Waiter<T>>);
+
+// SAFETY: a `WaiterPtr` is only dereferenced under its channel's lock, per the rules on
+// `Waiter`; the value it carries is a `T: Send`.
+unsafe impl<T: Send> Send for WaiterPtr<T> {}
 
 impl<T> Waiter<T> {
-    fn new(token: Arc<Token>, case: usize, value: Option<T>) -> Arc<Waiter<T>> {
-        Arc::new(Waiter {
+    fn new(token: &Token, case: usize, value: Option<T>) -> Waiter<T> {
+        Waiter {
             token,
             case,
             slot: UnsafeCell::new(value),
             closed: AtomicBool::new(false),
-        })
+        }
+    }
+
+    fn ptr(&self) -> WaiterPtr<T> {
+        WaiterPtr(NonNull::from(self))
     }
 
     /// Takes the value out (owner after `done`, or completer after claiming).
@@ -137,22 +159,52 @@ impl<T> Waiter<T> {
         // SAFETY: exclusive access is the caller's contract.
         unsafe { (*self.slot.get()).take() }
     }
+}
 
+impl<T> WaiterPtr<T> {
     /// # Safety
-    /// As for `take`.
-    unsafe fn put(&self, v: T) {
-        // SAFETY: exclusive access is the caller's contract.
-        unsafe { *self.slot.get() = Some(v) };
+    /// Called under the channel's lock, with the waiter still queued or just popped.
+    unsafe fn get(&self) -> &Waiter<T> {
+        // SAFETY: the rules on `Waiter` keep it alive while it is reachable from a queue
+        // and the lock is held.
+        unsafe { self.0.as_ref() }
     }
 
-    /// Completer's last step: publish and hand back the unparker (to call after unlocking).
-    fn complete(&self, closed: bool) -> Unparker {
-        if closed {
-            self.closed.store(true, Ordering::Relaxed);
+    /// # Safety
+    /// As for `get`.
+    unsafe fn token(&self) -> &Token {
+        // SAFETY: the token outlives its waiters (same rules).
+        unsafe { &*self.get().token }
+    }
+
+    /// Claims the waiter's token (under the channel lock).
+    ///
+    /// # Safety
+    /// As for `get`.
+    unsafe fn claim(&self) -> bool {
+        // SAFETY: as for `get`.
+        unsafe { self.token().claim(self.get().case) }
+    }
+
+    /// Completer's last step: publish the outcome and return the unparker to call (after
+    /// unlocking). The waiter may be gone as soon as this returns.
+    ///
+    /// # Safety
+    /// The caller claimed the token, under the channel lock.
+    unsafe fn complete(self, closed: bool) -> Unparker {
+        // SAFETY: claimed by us and not yet done: the waiter and its token are alive.
+        unsafe {
+            let w = self.get();
+            let t = self.token();
+            // The owner is blocked until `done`: it is alive to be counted.
+            let u = t.waker.upgrade();
+            if closed {
+                w.closed.store(true, Ordering::Relaxed);
+            }
+            // Release: publishes the slot and `closed` to the owner's Acquire load.
+            t.done.store(true, Ordering::Release);
+            u
         }
-        // Release: publishes the slot and `closed` to the owner's Acquire load.
-        self.token.done.store(true, Ordering::Release);
-        self.token.unparker.clone()
     }
 }
 
@@ -162,12 +214,12 @@ struct Inner<T> {
     closed: bool,
     /// Every receiver is gone.
     disconnected: bool,
-    recvq: VecDeque<Arc<Waiter<T>>>,
-    sendq: VecDeque<Arc<Waiter<T>>>,
+    recvq: VecDeque<WaiterPtr<T>>,
+    sendq: VecDeque<WaiterPtr<T>>,
 }
 
 struct Chan<T> {
-    inner: Mutex<Inner<T>>,
+    inner: SpinMutex<Inner<T>>,
     /// Buffer capacity; `usize::MAX` for unbounded.
     cap: usize,
     senders: AtomicUsize,
@@ -175,35 +227,35 @@ struct Chan<T> {
 }
 
 impl<T> Chan<T> {
-    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
-        // No user code runs under this lock (values are moved, not dropped, inside it), so
-        // poisoning can only come from an allocation failure; recover anyway.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> SpinGuard<'_, Inner<T>> {
+        // No user code runs under this lock: values are moved, never dropped, inside it.
+        self.inner.lock()
     }
 }
 
 /// Pops the first waiter of `q` whose token we can claim (skipping `own`, a select's own
-/// token, and stale waiters already claimed elsewhere).
-fn claim_first<T>(
-    q: &mut VecDeque<Arc<Waiter<T>>>,
-    own: Option<&Arc<Token>>,
-) -> Option<Arc<Waiter<T>>> {
+/// token, and dropping stale waiters already claimed elsewhere). Call under the lock.
+fn claim_first<T>(q: &mut VecDeque<WaiterPtr<T>>, own: Option<&Token>) -> Option<WaiterPtr<T>> {
     let mut i = 0;
     while i < q.len() {
-        if own.is_some_and(|t| Arc::ptr_eq(t, &q[i].token)) {
+        // SAFETY: queued, and we hold the channel lock.
+        if own.is_some_and(|t| std::ptr::eq(t, unsafe { q[i].token() })) {
             i += 1;
             continue;
         }
-        let w = q.remove(i).expect("index in range");
-        if w.token.claim(w.case) {
+        let w = if i == 0 { q.pop_front() } else { q.remove(i) }.expect("index in range");
+        // SAFETY: just popped, lock held.
+        if unsafe { w.claim() } {
             return Some(w);
         }
     }
     None
 }
 
-fn remove_waiter<T>(q: &mut VecDeque<Arc<Waiter<T>>>, token: &Arc<Token>) {
-    q.retain(|w| !Arc::ptr_eq(&w.token, token));
+/// Takes the waiters of `token` off `q`. Call under the lock.
+fn remove_waiter<T>(q: &mut VecDeque<WaiterPtr<T>>, token: &Token) {
+    // SAFETY: queued, lock held.
+    q.retain(|w| !std::ptr::eq(unsafe { w.token() }, token));
 }
 
 /// The result of trying a send without blocking, under the lock.
@@ -222,14 +274,17 @@ enum RecvNow<T> {
 }
 
 impl<T> Inner<T> {
-    fn send_now(&mut self, v: T, cap: usize, own: Option<&Arc<Token>>) -> SendNow<T> {
+    fn send_now(&mut self, v: T, cap: usize, own: Option<&Token>) -> SendNow<T> {
         if self.closed || self.disconnected {
             return SendNow::Closed(v);
         }
         if let Some(w) = claim_first(&mut self.recvq, own) {
-            // SAFETY: we claimed the receiver's token: its slot is ours until `complete`.
-            unsafe { w.put(v) };
-            return SendNow::Done(Some(w.complete(false)));
+            // SAFETY: we claimed the receiver's token under the lock: its slot is ours
+            // until `complete`.
+            unsafe {
+                *w.get().slot.get() = Some(v);
+                return SendNow::Done(Some(w.complete(false)));
+            }
         }
         if self.buf.len() < cap {
             self.buf.push_back(v);
@@ -238,22 +293,27 @@ impl<T> Inner<T> {
         SendNow::Full(v)
     }
 
-    fn recv_now(&mut self, own: Option<&Arc<Token>>) -> RecvNow<T> {
+    fn recv_now(&mut self, own: Option<&Token>) -> RecvNow<T> {
         if let Some(v) = self.buf.pop_front() {
             // Room in the buffer: a blocked sender's value moves in behind the others.
             let wake = claim_first(&mut self.sendq, own).map(|w| {
-                // SAFETY: claimed: the sender's slot is ours until `complete`.
-                let sv = unsafe { w.take() }.expect("a blocked sender holds its value");
-                self.buf.push_back(sv);
-                w.complete(false)
+                // SAFETY: claimed under the lock: the sender's slot is ours until
+                // `complete`.
+                unsafe {
+                    let sv = w.get().take().expect("a blocked sender holds its value");
+                    self.buf.push_back(sv);
+                    w.complete(false)
+                }
             });
             return RecvNow::Got(v, wake);
         }
         if let Some(w) = claim_first(&mut self.sendq, own) {
             // Rendezvous: take the value straight from the sender.
-            // SAFETY: claimed: the sender's slot is ours until `complete`.
-            let v = unsafe { w.take() }.expect("a blocked sender holds its value");
-            return RecvNow::Got(v, Some(w.complete(false)));
+            // SAFETY: claimed under the lock: the sender's slot is ours until `complete`.
+            unsafe {
+                let v = w.get().take().expect("a blocked sender holds its value");
+                return RecvNow::Got(v, Some(w.complete(false)));
+            }
         }
         if self.closed {
             return RecvNow::Closed;
@@ -262,10 +322,13 @@ impl<T> Inner<T> {
     }
 
     /// Claims every waiter in `q` and completes it as closed; returns their unparkers.
-    fn close_waiters(q: &mut VecDeque<Arc<Waiter<T>>>, out: &mut Vec<Unparker>) {
+    fn close_waiters(q: &mut VecDeque<WaiterPtr<T>>, out: &mut Vec<Unparker>) {
         for w in q.drain(..) {
-            if w.token.claim(w.case) {
-                out.push(w.complete(true));
+            // SAFETY: just popped, under the lock; completed only if we claim it.
+            unsafe {
+                if w.claim() {
+                    out.push(w.complete(true));
+                }
             }
         }
     }
@@ -273,7 +336,7 @@ impl<T> Inner<T> {
 
 fn wake_all(us: Vec<Unparker>) {
     for u in us {
-        u.unpark(true);
+        u.wake(true);
     }
 }
 
@@ -325,7 +388,7 @@ fn new_chan<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
 /// when its senders go (a timer channel, which like Go's never closes).
 pub(crate) fn new_chan_with<T>(cap: usize, pinned: usize) -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Chan {
-        inner: Mutex::new(Inner {
+        inner: SpinMutex::new(Inner {
             buf: VecDeque::new(),
             closed: false,
             disconnected: false,
@@ -374,7 +437,7 @@ impl<T> Sender<T> {
             SendNow::Done(wake) => {
                 drop(g);
                 if let Some(u) = wake {
-                    u.unpark(true);
+                    u.wake(true);
                 }
                 return Ok(());
             }
@@ -387,8 +450,8 @@ impl<T> Sender<T> {
             Blocking::Until(d) => Some(d),
         };
         let token = Token::new();
-        let w = Waiter::new(token.clone(), 0, Some(v));
-        g.sendq.push_back(w.clone());
+        let w = Waiter::new(&token, 0, Some(v));
+        g.sendq.push_back(w.ptr());
         drop(g);
         if token.wait(deadline) {
             if w.closed.load(Ordering::Relaxed) {
@@ -399,7 +462,7 @@ impl<T> Sender<T> {
             return Ok(());
         }
         remove_waiter(&mut chan.lock().sendq, &token);
-        // SAFETY: cancelled before anyone claimed it: the slot is ours.
+        // SAFETY: cancelled before anyone claimed it, and off the queue: the slot is ours.
         let v = unsafe { w.take() }.expect("an unclaimed send keeps its value");
         Err(SendTimeoutError::Timeout(v))
     }
@@ -488,7 +551,7 @@ impl<T> Receiver<T> {
             RecvNow::Got(v, wake) => {
                 drop(g);
                 if let Some(u) = wake {
-                    u.unpark(true);
+                    u.wake(true);
                 }
                 return Ok(v);
             }
@@ -501,8 +564,8 @@ impl<T> Receiver<T> {
             Blocking::Until(d) => Some(d),
         };
         let token = Token::new();
-        let w = Waiter::new(token.clone(), 0, None);
-        g.recvq.push_back(w.clone());
+        let w = Waiter::new(&token, 0, None);
+        g.recvq.push_back(w.ptr());
         drop(g);
         if token.wait(deadline) {
             if w.closed.load(Ordering::Relaxed) {
@@ -768,30 +831,36 @@ trait Case {
     fn try_now(&mut self) -> bool;
     /// Queues a waiter with `token` for this case, unless the operation could complete
     /// now (then returns false and queues nothing: the select starts over).
-    fn register(&mut self, token: &Arc<Token>, case: usize) -> bool;
+    ///
+    /// The waiter lives inside the case (boxed, so it does not move) until `unregister` or
+    /// `finish`.
+    fn register(&mut self, token: &Token, case: usize) -> bool;
     /// Removes this case's waiter if it is still queued (it was not chosen).
-    fn unregister(&mut self, token: &Arc<Token>);
+    fn unregister(&mut self, token: &Token);
     /// A completer chose this case: collect the outcome.
     fn finish(&mut self);
 }
 
 /// Whether `q` holds a waiter someone could complete now (not ours, not yet claimed).
-fn has_live<T>(q: &VecDeque<Arc<Waiter<T>>>, own: &Arc<Token>) -> bool {
-    q.iter()
-        .any(|w| !Arc::ptr_eq(own, &w.token) && w.token.selected.load(Ordering::Relaxed) == NONE)
+fn has_live<T>(q: &VecDeque<WaiterPtr<T>>, own: &Token) -> bool {
+    q.iter().any(|w| {
+        // SAFETY: queued, and the caller holds the channel lock.
+        let t = unsafe { w.token() };
+        !std::ptr::eq(own, t) && t.selected.load(Ordering::Relaxed) == NONE
+    })
 }
 
 struct RecvCase<'a, T> {
     rx: &'a Receiver<T>,
     out: &'a mut Option<Result<T, RecvError>>,
-    waiter: Option<Arc<Waiter<T>>>,
+    waiter: Option<Waiter<T>>,
 }
 
 struct SendCase<'a, T> {
     tx: &'a Sender<T>,
     value: Option<T>,
     out: &'a mut Option<Result<(), SendError<T>>>,
-    waiter: Option<Arc<Waiter<T>>>,
+    waiter: Option<Waiter<T>>,
 }
 
 impl<T> Case for RecvCase<'_, T> {
@@ -802,7 +871,7 @@ impl<T> Case for RecvCase<'_, T> {
                 drop(g);
                 *self.out = Some(Ok(v));
                 if let Some(u) = wake {
-                    u.unpark(true);
+                    u.wake(true);
                 }
                 true
             }
@@ -814,20 +883,20 @@ impl<T> Case for RecvCase<'_, T> {
         }
     }
 
-    fn register(&mut self, token: &Arc<Token>, case: usize) -> bool {
+    fn register(&mut self, token: &Token, case: usize) -> bool {
         let mut g = self.rx.chan.lock();
         if !g.buf.is_empty() || g.closed || has_live(&g.sendq, token) {
             return false;
         }
-        let w = Waiter::new(token.clone(), case, None);
-        g.recvq.push_back(w.clone());
-        self.waiter = Some(w);
+        let w = self.waiter.insert(Waiter::new(token, case, None));
+        g.recvq.push_back(w.ptr());
         true
     }
 
-    fn unregister(&mut self, token: &Arc<Token>) {
-        if self.waiter.take().is_some() {
+    fn unregister(&mut self, token: &Token) {
+        if self.waiter.is_some() {
             remove_waiter(&mut self.rx.chan.lock().recvq, token);
+            self.waiter = None;
         }
     }
 
@@ -855,7 +924,7 @@ impl<T> Case for SendCase<'_, T> {
                 drop(g);
                 *self.out = Some(Ok(()));
                 if let Some(u) = wake {
-                    u.unpark(true);
+                    u.wake(true);
                 }
                 true
             }
@@ -870,7 +939,7 @@ impl<T> Case for SendCase<'_, T> {
         }
     }
 
-    fn register(&mut self, token: &Arc<Token>, case: usize) -> bool {
+    fn register(&mut self, token: &Token, case: usize) -> bool {
         let chan = &*self.tx.chan;
         let mut g = chan.lock();
         if g.closed || g.disconnected || g.buf.len() < chan.cap || has_live(&g.recvq, token) {
@@ -880,17 +949,17 @@ impl<T> Case for SendCase<'_, T> {
             .value
             .take()
             .expect("a send case keeps its value until chosen");
-        let w = Waiter::new(token.clone(), case, Some(v));
-        g.sendq.push_back(w.clone());
-        self.waiter = Some(w);
+        let w = self.waiter.insert(Waiter::new(token, case, Some(v)));
+        g.sendq.push_back(w.ptr());
         true
     }
 
-    fn unregister(&mut self, token: &Arc<Token>) {
-        if let Some(w) = self.waiter.take() {
+    fn unregister(&mut self, token: &Token) {
+        if self.waiter.is_some() {
             remove_waiter(&mut self.tx.chan.lock().sendq, token);
             // Not chosen, so never claimed for this case: the value is ours again (kept for
             // a retry of the select).
+            let w = self.waiter.take().expect("checked above");
             // SAFETY: off every queue, and no completer claimed the token for this case.
             self.value = unsafe { w.take() };
         }
@@ -1035,11 +1104,7 @@ impl<'a> Select<'a> {
             let chosen = if became_ready {
                 // A case became ready after pass 1: withdraw and start over, unless a
                 // completer already chose one of the cases queued so far.
-                if token
-                    .selected
-                    .compare_exchange(NONE, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
+                if token.cancel() {
                     None
                 } else {
                     token.wait(None);

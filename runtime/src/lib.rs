@@ -16,6 +16,7 @@ mod park;
 mod sched;
 mod select;
 mod signal;
+mod spin;
 mod stack;
 pub mod sync;
 pub mod time;

@@ -36,6 +36,40 @@ use crate::g::{GRef, Suspend, ACTIVE, DEAD, NOTIFIED, PARKED, PARKING};
 use crate::sched::{current_g, sched, suspend};
 use crate::timer::{Action, TimerState};
 
+/// The caller's own identity, without a counted reference: valid only while the caller is
+/// blocked in an operation whose completer upgrades it (under a lock that the caller's
+/// departure also takes) before the caller can leave.
+pub(crate) enum Waker {
+    /// A green thread (not counted).
+    G(*const crate::g::G),
+    /// An OS thread.
+    Thread(Thread),
+}
+
+impl Waker {
+    /// The caller: its G when it runs on one, else its OS thread.
+    pub(crate) fn current() -> Waker {
+        let g = current_g();
+        if g.is_null() {
+            Waker::Thread(std::thread::current())
+        } else {
+            Waker::G(g)
+        }
+    }
+
+    /// A counted handle to the same G or thread.
+    ///
+    /// # Safety
+    /// The G (if it is one) is alive: its owner is still blocked waiting for the caller.
+    pub(crate) unsafe fn upgrade(&self) -> Unparker {
+        match self {
+            // SAFETY: alive, per the caller.
+            Waker::G(g) => Unparker::G(unsafe { GRef::clone_from_ptr(*g) }),
+            Waker::Thread(t) => Unparker::Thread(t.clone()),
+        }
+    }
+}
+
 /// A handle that wakes one parked G or OS thread.
 #[derive(Clone)]
 pub(crate) enum Unparker {
@@ -66,16 +100,34 @@ impl Unparker {
     pub(crate) fn unpark(&self, run_next: bool) {
         match self {
             Unparker::Thread(t) => t.unpark(),
-            Unparker::G(g) => unpark_g(g, run_next),
+            Unparker::G(g) => {
+                if unpark_g(g) {
+                    sched().ready(g.clone(), run_next);
+                }
+            }
+        }
+    }
+
+    /// As `unpark`, consuming the handle: a parked G is queued with this very reference
+    /// (one reference-count round trip fewer than `unpark`).
+    pub(crate) fn wake(self, run_next: bool) {
+        match self {
+            Unparker::Thread(t) => t.unpark(),
+            Unparker::G(g) => {
+                if unpark_g(&g) {
+                    sched().ready(g, run_next);
+                }
+            }
         }
     }
 }
 
-fn unpark_g(g: &GRef, run_next: bool) {
+/// The state-word half of `unpark`. True if the G was PARKED and must now be queued.
+fn unpark_g(g: &GRef) -> bool {
     let mut cur = g.state.load(Ordering::Relaxed);
     loop {
         let new = match cur {
-            NOTIFIED | DEAD => return,
+            NOTIFIED | DEAD => return false,
             ACTIVE | PARKING => NOTIFIED,
             PARKED => ACTIVE,
             other => unreachable!("bad G state {other}"),
@@ -88,12 +140,7 @@ fn unpark_g(g: &GRef, run_next: bool) {
             .state
             .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Relaxed)
         {
-            Ok(_) => {
-                if cur == PARKED {
-                    sched().ready(g.clone(), run_next);
-                }
-                return;
-            }
+            Ok(_) => return cur == PARKED,
             Err(actual) => cur = actual,
         }
     }
@@ -109,10 +156,12 @@ pub(crate) fn park() {
     }
     // SAFETY: `g` is the running G; it stays alive while it runs.
     let state = unsafe { &(*g).state };
-    // A token waiting: consume it. Acquire pairs with the waker's Release.
-    if state
-        .compare_exchange(NOTIFIED, ACTIVE, Ordering::Acquire, Ordering::Relaxed)
-        .is_ok()
+    // A token waiting: consume it. Acquire pairs with the waker's Release. (A plain load
+    // first: a failing compare-exchange costs as much as a succeeding one.)
+    if state.load(Ordering::Relaxed) == NOTIFIED
+        && state
+            .compare_exchange(NOTIFIED, ACTIVE, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     {
         return;
     }
