@@ -1,7 +1,12 @@
-//! gort: Go-style M:N green threads for Rust.
+#![doc = include_str!("../README.md")]
 //!
-//! This facade re-exports the runtime (`gort-runtime`). See the crate README and
-//! `docs/ARCHITECTURE.md` for how G's, P's and M's fit together.
+//! This facade re-exports the runtime (`gort-runtime`); `docs/ARCHITECTURE.md` explains how
+//! G's, P's and M's fit together.
 #![warn(missing_docs)]
 
 pub use gort_runtime::*;
+
+/// The examples of docs/CAVEATS.md, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/CAVEATS.md")]
+pub struct CaveatsExamples;
