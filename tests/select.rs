@@ -176,3 +176,101 @@ fn tick_delivers_repeatedly() {
     });
     assert!(h.join().unwrap() >= Duration::from_millis(10));
 }
+
+#[test]
+fn random_selects_with_timeouts_conserve_messages() {
+    // Many G's and a few threads send and receive on shared channels through selects with
+    // short timeouts, try_ and blocking calls. Every message that a send reported as sent is
+    // received exactly once, or is still in a buffer at the end.
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let chans: Arc<Vec<(chan::Sender<u64>, chan::Receiver<u64>)>> = Arc::new(vec![
+        chan::bounded(0),
+        chan::bounded(1),
+        chan::bounded(8),
+        chan::unbounded(),
+    ]);
+    let sent_sum = Arc::new(AtomicU64::new(0));
+    let sent_n = Arc::new(AtomicU64::new(0));
+    let recv_sum = Arc::new(AtomicU64::new(0));
+    let recv_n = Arc::new(AtomicU64::new(0));
+    let worker = |id: u64| {
+        let (chans, ss, sn, rs, rn) = (
+            chans.clone(),
+            sent_sum.clone(),
+            sent_n.clone(),
+            recv_sum.clone(),
+            recv_n.clone(),
+        );
+        move || {
+            let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            for k in 0..3_000u64 {
+                let v = id * 1_000_000 + k + 1;
+                let a = (next() % 4) as usize;
+                let b = (next() % 4) as usize;
+                let (ta, ra) = &chans[a];
+                let (_tb, rb) = &chans[b];
+                let mut got = |m: Result<u64, chan::RecvError>| {
+                    if let Ok(m) = m {
+                        rs.fetch_add(m, Ordering::SeqCst);
+                        rn.fetch_add(1, Ordering::SeqCst);
+                    }
+                };
+                match next() % 4 {
+                    0 => select! {
+                        send(ta, v) -> r => if r.is_ok() { ss.fetch_add(v, Ordering::SeqCst); sn.fetch_add(1, Ordering::SeqCst); },
+                        recv(rb) -> m => got(m),
+                        default(Duration::from_micros(next() % 200)) => {}
+                    },
+                    1 => select! {
+                        recv(ra) -> m => got(m),
+                        recv(rb) -> m => got(m),
+                        default => {}
+                    },
+                    2 => {
+                        if ta
+                            .send_timeout(v, Duration::from_micros(next() % 100))
+                            .is_ok()
+                        {
+                            ss.fetch_add(v, Ordering::SeqCst);
+                            sn.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    _ => got(ra
+                        .recv_timeout(Duration::from_micros(next() % 100))
+                        .map_err(|_| chan::RecvError)),
+                }
+            }
+        }
+    };
+    let gs: Vec<_> = (0..32).map(|i| gort::go!(worker(i))).collect();
+    let ts: Vec<_> = (32..34).map(|i| std::thread::spawn(worker(i))).collect();
+    for g in gs {
+        g.join().unwrap();
+    }
+    for t in ts {
+        t.join().unwrap();
+    }
+    // Drain what is left in the buffers.
+    for (_, rx) in chans.iter() {
+        while let Ok(m) = rx.try_recv() {
+            recv_sum.fetch_add(m, Ordering::SeqCst);
+            recv_n.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    assert_eq!(sent_n.load(Ordering::SeqCst), recv_n.load(Ordering::SeqCst));
+    assert_eq!(
+        sent_sum.load(Ordering::SeqCst),
+        recv_sum.load(Ordering::SeqCst)
+    );
+    assert!(
+        sent_n.load(Ordering::SeqCst) > 1000,
+        "too little traffic to mean anything"
+    );
+}
