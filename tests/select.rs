@@ -216,7 +216,7 @@ fn random_selects_with_timeouts_conserve_messages() {
                 let b = (next() % 4) as usize;
                 let (ta, ra) = &chans[a];
                 let (_tb, rb) = &chans[b];
-                let mut got = |m: Result<u64, chan::RecvError>| {
+                let got = |m: Result<u64, chan::RecvError>| {
                     if let Ok(m) = m {
                         rs.fetch_add(m, Ordering::SeqCst);
                         rn.fetch_add(1, Ordering::SeqCst);
