@@ -49,19 +49,31 @@ pub(crate) struct Token {
     /// The blocked owner (uncounted: it cannot leave before `done`, and the completer
     /// upgrades it to a counted `Unparker` before setting `done`).
     waker: Waker,
+    /// The token has a single waiter and its owner never cancels it (a send or receive
+    /// without a deadline). Its one completer, the one that pops the waiter under the
+    /// channel lock, needs no CAS to claim it.
+    exclusive: bool,
 }
 
 impl Token {
-    pub(crate) fn new() -> Token {
+    /// A token for the caller; `exclusive` as documented on the field.
+    pub(crate) fn new(exclusive: bool) -> Token {
         Token {
             selected: AtomicUsize::new(NONE),
             done: AtomicBool::new(false),
             waker: Waker::current(),
+            exclusive,
         }
     }
 
     /// Claims the token for `case`. Only the winner may complete the operation.
     fn claim(&self, case: usize) -> bool {
+        if self.exclusive {
+            // Nobody else can reach this waiter (we popped it under the lock, which also
+            // orders the owner's writes before ours) and nobody cancels it.
+            self.selected.store(case, Ordering::Relaxed);
+            return true;
+        }
         // AcqRel: Acquire pairs with the owner's publication of the waiter (made under the
         // channel lock); Release orders our claim before our writes to the slot.
         self.selected
@@ -449,7 +461,7 @@ impl<T> Sender<T> {
             Blocking::Forever => None,
             Blocking::Until(d) => Some(d),
         };
-        let token = Token::new();
+        let token = Token::new(deadline.is_none());
         let w = Waiter::new(&token, 0, Some(v));
         g.sendq.push_back(w.ptr());
         drop(g);
@@ -563,7 +575,7 @@ impl<T> Receiver<T> {
             Blocking::Forever => None,
             Blocking::Until(d) => Some(d),
         };
-        let token = Token::new();
+        let token = Token::new(deadline.is_none());
         let w = Waiter::new(&token, 0, None);
         g.recvq.push_back(w.ptr());
         drop(g);
@@ -1090,7 +1102,7 @@ impl<'a> Select<'a> {
                 return None;
             }
             // Pass 2: a waiter on every channel, all sharing one token.
-            let token = Token::new();
+            let token = Token::new(false);
             let mut queued = Vec::with_capacity(n);
             let mut became_ready = false;
             for &i in &order {
