@@ -16,7 +16,7 @@
 //!
 //! Each channel is a short critical section (a buffer and two queues of blocked waiters,
 //! Go's `hchan`) under a lock that is never held across a park. A blocked operation puts a
-//! [`Waiter`] in the channel's queue and parks on its [`Token`]. Whoever completes it (the
+//! `Waiter` in the channel's queue and parks on its `Token`. Whoever completes it (the
 //! other side, or `close`) first *claims* the token with a CAS (NONE → case), then moves the
 //! value through the waiter's slot, then publishes `done` (Release) and unparks the owner,
 //! who reads the outcome after seeing `done` (Acquire). A `select!` registers one waiter per
@@ -40,7 +40,7 @@ const NONE: usize = usize::MAX;
 const CANCELLED: usize = usize::MAX - 1;
 
 /// The rendezvous point of one blocked operation (or of all the cases of one `select!`).
-/// It lives on the blocked caller's stack: see [`Waiter`] for why that is sound.
+/// It lives on the blocked caller's stack: see `Waiter` for why that is sound.
 pub(crate) struct Token {
     /// NONE, the index of the case that completed, or CANCELLED.
     selected: AtomicUsize,

@@ -7,7 +7,7 @@
 //!
 //! # Waiting
 //!
-//! All of them queue a [`Node`] (an `Unparker` and a flag) under a short internal lock that
+//! All of them queue a `Node` (an `Unparker` and a flag) under a short internal lock that
 //! is never held across a park, then park until the flag is set. Whoever releases the
 //! resource *signals* a node: sets its flag (Release) and unparks it; the waiter sees the
 //! flag (Acquire) and owns what was handed over. A waiter that times out takes itself out of
