@@ -239,6 +239,14 @@ struct Chan<T> {
 }
 
 impl<T> Chan<T> {
+    fn len(&self) -> usize {
+        self.lock().buf.len()
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        (self.cap != usize::MAX).then_some(self.cap)
+    }
+
     fn lock(&self) -> SpinGuard<'_, Inner<T>> {
         // No user code runs under this lock: values are moved, never dropped, inside it.
         self.inner.lock()
@@ -487,7 +495,7 @@ impl<T> Sender<T> {
 
     /// Messages in the buffer.
     pub fn len(&self) -> usize {
-        self.chan.lock().buf.len()
+        self.chan.len()
     }
 
     /// Whether the buffer is empty.
@@ -497,7 +505,7 @@ impl<T> Sender<T> {
 
     /// The buffer's capacity; `None` for an unbounded channel.
     pub fn capacity(&self) -> Option<usize> {
-        (self.chan.cap != usize::MAX).then_some(self.chan.cap)
+        self.chan.capacity()
     }
 
     /// Whether the channel is closed (or has no receivers left).
@@ -592,7 +600,7 @@ impl<T> Receiver<T> {
 
     /// Messages in the buffer.
     pub fn len(&self) -> usize {
-        self.chan.lock().buf.len()
+        self.chan.len()
     }
 
     /// Whether the buffer is empty.
@@ -602,7 +610,7 @@ impl<T> Receiver<T> {
 
     /// The buffer's capacity; `None` for an unbounded channel.
     pub fn capacity(&self) -> Option<usize> {
-        (self.chan.cap != usize::MAX).then_some(self.chan.cap)
+        self.chan.capacity()
     }
 
     /// Whether the channel is closed (it may still hold messages to drain).

@@ -138,9 +138,10 @@ impl GStack {
         if end == lo {
             return true;
         }
-        // SAFETY: `[lo, end)` lies inside this slot's usable range, which belongs to a live
-        // arena mapping, and no G runs on this stack (it is cached): discarding its contents
-        // is exactly what we want. The guard below `lo` is not touched.
+        // `[lo, end)` lies inside this slot's usable range, which belongs to a live arena
+        // mapping, and no G runs on this stack (it is cached): discarding its contents is
+        // exactly what we want. The guard below `lo` is not touched.
+        // SAFETY: as just said.
         unsafe { libc::madvise(lo as *mut libc::c_void, end - lo, libc::MADV_DONTNEED) == 0 }
     }
 }
