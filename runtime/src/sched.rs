@@ -383,41 +383,38 @@ impl Sched {
         T: Send + 'static,
     {
         let pid = current_p();
-        if pid != NO_P {
-            let p = &self.ps[pid];
-            // SAFETY: CUR_P says this thread's M holds `p`.
-            let l = unsafe { p.local() };
+        let (g, handle) = if pid != NO_P {
+            // SAFETY: CUR_P says this thread's M holds the P.
+            let l = unsafe { self.ps[pid].local() };
             if l.goid_next == l.goid_end {
                 l.goid_next = self.next_goid.fetch_add(GOID_BATCH, Ordering::Relaxed);
                 l.goid_end = l.goid_next + GOID_BATCH;
             }
             let id = l.goid_next;
             l.goid_next += 1;
-            let (g, handle) = GRef::new_task(self.gfree_get(&mut l.gfree), id, name, class, f);
-            if let Some(st) = stack {
-                // SAFETY: the G is not published yet; we own it.
-                unsafe { g.owned() }.coro = Some(new_coro(st, g.as_ptr()));
-            }
+            GRef::new_task(self.gfree_get(&mut l.gfree), id, name, class, f)
+        } else {
+            let id = self.next_goid.fetch_add(1, Ordering::Relaxed);
+            GRef::new_task(ext_gfree_pop(self), id, name, class, f)
+        };
+        if let Some(st) = stack {
+            // SAFETY: the G is not published yet; we own it.
+            unsafe { g.owned() }.coro = Some(new_coro(st, g.as_ptr()));
+        }
+        if pid != NO_P {
+            let p = &self.ps[pid];
             // Owner-only counter: a plain load and store (see P).
             p.spawned
                 .store(p.spawned.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             // SAFETY: we hold `p`.
             unsafe { self.runqput(p, g, true) };
             self.wakep(false);
-            handle
         } else {
-            let id = self.next_goid.fetch_add(1, Ordering::Relaxed);
-            let recycled = ext_gfree_pop(self);
-            let (g, handle) = GRef::new_task(recycled, id, name, class, f);
-            if let Some(st) = stack {
-                // SAFETY: the G is not published yet; we own it.
-                unsafe { g.owned() }.coro = Some(new_coro(st, g.as_ptr()));
-            }
             self.ext_spawned.fetch_add(1, Ordering::Relaxed);
             self.injector.push(g);
             self.wakep(true);
-            handle
         }
+        handle
     }
 
     /// Notes that a G finished on the current P. Called by the G itself, on its stack,
