@@ -438,3 +438,53 @@ fn spare_gs_are_trimmed_when_idle() {
     assert_success(&o);
     println!("{}", stdout(&o));
 }
+
+/// With one P, two G's handing a value back and forth forever (each wake-up goes to
+/// `runnext`) do not starve a third G waiting in the local run queue.
+#[test]
+fn runnext_ping_pong_does_not_starve_the_queue() {
+    if is_child("runnext_ping_pong_does_not_starve_the_queue") {
+        assert_eq!(gort::max_procs(), 1);
+        let done = gort::go!(|| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (a_tx, a_rx) = gort::chan::bounded::<u64>(0);
+            let (b_tx, b_rx) = gort::chan::bounded::<u64>(0);
+            let s1 = stop.clone();
+            let pinger = gort::go!(move || {
+                let mut n = 0u64;
+                let mut third = None;
+                while !s1.load(Ordering::SeqCst) {
+                    if n == 1000 {
+                        // Spawned into runnext, then pushed into the local queue by the
+                        // hand-off below: from there on only the queue holds it.
+                        let s2 = s1.clone();
+                        third = Some(gort::go!(move || s2.store(true, Ordering::SeqCst)));
+                    }
+                    a_tx.send(n).unwrap();
+                    n = b_rx.recv().unwrap();
+                }
+                third.expect("spawned").join().unwrap();
+                n
+            });
+            let ponger = gort::go!(move || {
+                for v in a_rx.iter() {
+                    if b_tx.send(v + 1).is_err() {
+                        break;
+                    }
+                }
+            });
+            let n = pinger.join().unwrap();
+            ponger.join().unwrap();
+            n
+        })
+        .join()
+        .unwrap();
+        println!("ping-pong rounds before the third G ran: {done}");
+        return;
+    }
+    let o = run_child(
+        "runnext_ping_pong_does_not_starve_the_queue",
+        &[("GORT_MAXPROCS", "1")],
+    );
+    assert_success(&o);
+}

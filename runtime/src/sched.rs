@@ -58,6 +58,8 @@ unsafe impl Send for FreeG {}
 
 /// Local run queue capacity (Go's 256); beyond it half the queue spills to the global one.
 const RUNQ_CAP: usize = 256;
+/// G's a P takes from `runnext` in a row before its queue's head gets a turn.
+const RUNNEXT_STREAK: u32 = 64;
 /// A global-queue check every this many schedules, for fairness (Go's 61).
 const GLOBAL_TICK: u32 = 61;
 /// Stealing rounds over all P's before an M gives up.
@@ -102,6 +104,8 @@ pub(crate) struct P {
 
 struct PLocal {
     schedtick: u32,
+    /// G's taken from `runnext` in a row (see `runqget`).
+    runnext_streak: u32,
     gfree: Vec<FreeG>,
     stacks: Vec<GStack>,
     goid_next: u64,
@@ -263,6 +267,7 @@ impl Sched {
                     runnext: AtomicPtr::new(ptr::null_mut()),
                     local: UnsafeCell::new(PLocal {
                         schedtick: 0,
+                        runnext_streak: 0,
                         gfree: Vec::new(),
                         stacks: Vec::new(),
                         goid_next: 0,
@@ -469,19 +474,33 @@ impl Sched {
 
     /// Takes the next G of `p`: runnext first, then the local queue.
     ///
+    /// Two G's handing work back and forth (a channel ping-pong) ready each other into
+    /// `runnext` forever; the queue behind them would never run (Go bounds this with the
+    /// time slice the pair shares and sysmon's preemption). So after [`RUNNEXT_STREAK`] G's
+    /// taken from `runnext` in a row, the head of the queue goes first once.
+    ///
     /// # Safety
     /// The caller holds `p`.
     unsafe fn runqget(&self, p: &P) -> Option<GRef> {
+        // SAFETY: the caller holds `p`.
+        let (l, q) = unsafe { (p.local(), p.runq()) };
+        if l.runnext_streak >= RUNNEXT_STREAK {
+            l.runnext_streak = 0;
+            if let Some(g) = q.pop() {
+                return Some(g);
+            }
+        }
         if !p.runnext.load(Ordering::Relaxed).is_null() {
             // Acquire: pairs with the AcqRel swap that put the G there.
             let g = p.runnext.swap(ptr::null_mut(), Ordering::Acquire);
             if !g.is_null() {
+                l.runnext_streak += 1;
                 // SAFETY: from `GRef::into_raw`; the swap made us its only owner.
                 return Some(unsafe { GRef::from_raw(g) });
             }
         }
-        // SAFETY: the caller holds `p`.
-        unsafe { p.runq() }.pop()
+        l.runnext_streak = 0;
+        q.pop()
     }
 
     /// Takes a batch from the global queue into `p`'s local queue, returning one G.
