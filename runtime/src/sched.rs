@@ -60,6 +60,9 @@ unsafe impl Send for FreeG {}
 const RUNQ_CAP: usize = 256;
 /// G's a P takes from `runnext` in a row before its queue's head gets a turn.
 const RUNNEXT_STREAK: u32 = 64;
+/// The oldest spawned G gets a turn every this many schedules (rarely: each such turn
+/// breaks the depth-first order that keeps a tree of G's small).
+const SPAWN_OLDEST_TICK: u32 = 257;
 /// A global-queue check every this many schedules, for fairness (Go's 61).
 const GLOBAL_TICK: u32 = 61;
 /// Stealing rounds over all P's before an M gives up.
@@ -87,10 +90,16 @@ pub(crate) const NO_P: usize = usize::MAX;
 
 /// A logical processor: the right to run G's, with the queues and caches that go with it.
 pub(crate) struct P {
-    /// The local run queue. Only the M holding this P pushes and pops it.
+    /// The local FIFO of readied G's (woken, yielded, taken from the global queue). Only
+    /// the M holding this P pushes and pops it.
     runq: UnsafeCell<Worker<GRef>>,
-    /// Any M may steal from the local queue through this.
+    /// Any M may steal from `runq` through this.
     stealer: Stealer<GRef>,
+    /// The local stack of spawned G's (newest first, for locality: a parent's children run
+    /// before older work, depth first). Owner only; thieves take its oldest.
+    spawnq: UnsafeCell<Worker<GRef>>,
+    /// Any M may steal from `spawnq` (its oldest end) through this.
+    spawn_stealer: Stealer<GRef>,
     /// The G readied last by the running G, run next (a `GRef` from `into_raw`, or
     /// null). The owner swaps it in; stealers may swap it out.
     runnext: AtomicPtr<G>,
@@ -137,8 +146,17 @@ impl P {
         unsafe { &*self.runq.get() }
     }
 
+    /// # Safety
+    /// The caller holds this P.
+    unsafe fn spawnq(&self) -> &Worker<GRef> {
+        // SAFETY: the caller holds the P.
+        unsafe { &*self.spawnq.get() }
+    }
+
     fn has_work(&self) -> bool {
-        !self.stealer.is_empty() || !self.runnext.load(Ordering::Relaxed).is_null()
+        !self.stealer.is_empty()
+            || !self.spawn_stealer.is_empty()
+            || !self.runnext.load(Ordering::Relaxed).is_null()
     }
 }
 
@@ -261,9 +279,13 @@ impl Sched {
             .map(|_| {
                 let w = Worker::new_fifo();
                 let stealer = w.stealer();
+                let sw = Worker::new_lifo();
+                let spawn_stealer = sw.stealer();
                 P {
                     runq: UnsafeCell::new(w),
                     stealer,
+                    spawnq: UnsafeCell::new(sw),
+                    spawn_stealer,
                     runnext: AtomicPtr::new(ptr::null_mut()),
                     local: UnsafeCell::new(PLocal {
                         schedtick: 0,
@@ -411,6 +433,7 @@ impl Sched {
             // Owner-only counter: a plain load and store (see P).
             p.spawned
                 .store(p.spawned.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            // A new G runs next (Go's newproc); the one it displaces goes on the stack.
             // SAFETY: we hold `p`.
             unsafe { self.runqput(p, g, true) };
             self.wakep(false);
@@ -434,59 +457,78 @@ impl Sched {
 
     // ---- run queues -----------------------------------------------------------------
 
-    /// Puts `g` on `p`'s queue: in `runnext` if `next` (kicking the old one to the tail),
-    /// else at the tail; half the queue spills to the global queue when it is full.
+    /// Puts a readied `g` on `p`: in `runnext` if `next` (the G it displaces goes on top of
+    /// the spawn stack: it was usually spawned just before, by the G now spawning or waking
+    /// another), else at the FIFO's tail. A full queue spills its oldest half to the global
+    /// queue (Go's runqputslow).
     ///
     /// # Safety
     /// The caller holds `p`.
     unsafe fn runqput(&self, p: &P, g: GRef, next: bool) {
-        let mut g = g;
         if next {
             // AcqRel: Release publishes the G to a stealer that swaps it out; Acquire takes
             // the old one's contents from whoever put it there.
             let old = p.runnext.swap(g.into_raw(), Ordering::AcqRel);
-            if old.is_null() {
-                return;
+            if !old.is_null() {
+                // SAFETY: non-null runnext values come from `GRef::into_raw`, and the swap
+                // made us the only owner of this one; the caller holds `p`.
+                unsafe { self.spawnqput(p, GRef::from_raw(old)) };
             }
-            // SAFETY: non-null runnext values come from `GRef::into_raw`, and the swap
-            // made us the only owner of this one.
-            g = unsafe { GRef::from_raw(old) };
+            return;
         }
         // SAFETY: the caller holds `p`.
         let q = unsafe { p.runq() };
-        if q.len() < RUNQ_CAP {
-            q.push(g);
-        } else {
-            self.runqputslow(q, g);
+        if q.len() >= RUNQ_CAP {
+            self.spill(&p.stealer);
         }
+        q.push(g);
     }
 
-    /// Moves half of a full local queue, then `g`, to the global queue (Go's runqputslow).
-    fn runqputslow(&self, q: &Worker<GRef>, g: GRef) {
-        for _ in 0..RUNQ_CAP / 2 {
-            match q.pop() {
-                Some(x) => self.injector.push(x),
-                None => break,
+    /// Puts a newly spawned `g` on top of `p`'s spawn stack (spilling its oldest half to the
+    /// global queue when it is full).
+    ///
+    /// # Safety
+    /// The caller holds `p`.
+    unsafe fn spawnqput(&self, p: &P, g: GRef) {
+        // SAFETY: the caller holds `p`.
+        let q = unsafe { p.spawnq() };
+        if q.len() >= RUNQ_CAP {
+            self.spill(&p.spawn_stealer);
+        }
+        q.push(g);
+    }
+
+    /// Moves the oldest half of a full local queue to the global queue.
+    fn spill(&self, from: &Stealer<GRef>) {
+        let mut moved = 0;
+        while moved < RUNQ_CAP / 2 {
+            match from.steal() {
+                Steal::Success(x) => {
+                    self.injector.push(x);
+                    moved += 1;
+                }
+                Steal::Empty => break,
+                Steal::Retry => continue,
             }
         }
-        self.injector.push(g);
     }
 
-    /// Takes the next G of `p`: runnext first, then the local queue.
+    /// Takes the next G of `p`: `runnext`, then the newest spawned G, then the oldest
+    /// readied one.
     ///
-    /// Two G's handing work back and forth (a channel ping-pong) ready each other into
-    /// `runnext` forever; the queue behind them would never run (Go bounds this with the
-    /// time slice the pair shares and sysmon's preemption). So after [`RUNNEXT_STREAK`] G's
-    /// taken from `runnext` in a row, the head of the queue goes first once.
+    /// Fairness guards, since neither `runnext` nor a stack is fair: after
+    /// [`RUNNEXT_STREAK`] G's taken from `runnext` in a row (two G's readying each other, a
+    /// channel ping-pong, would otherwise run forever) the FIFO's head goes first once; and
+    /// `find_runnable` gives the FIFO's head, then the stack's oldest, a turn on fixed ticks.
     ///
     /// # Safety
     /// The caller holds `p`.
     unsafe fn runqget(&self, p: &P) -> Option<GRef> {
         // SAFETY: the caller holds `p`.
-        let (l, q) = unsafe { (p.local(), p.runq()) };
+        let (l, q, sq) = unsafe { (p.local(), p.runq(), p.spawnq()) };
         if l.runnext_streak >= RUNNEXT_STREAK {
             l.runnext_streak = 0;
-            if let Some(g) = q.pop() {
+            if let Some(g) = q.pop().or_else(|| oldest(&p.spawn_stealer)) {
                 return Some(g);
             }
         }
@@ -500,7 +542,7 @@ impl Sched {
             }
         }
         l.runnext_streak = 0;
-        q.pop()
+        sq.pop().or_else(|| q.pop())
     }
 
     /// Takes a batch from the global queue into `p`'s local queue, returning one G.
@@ -700,6 +742,18 @@ impl M {
                         return g;
                     }
                 }
+            } else if tick % GLOBAL_TICK == GLOBAL_TICK / 2 {
+                // Fairness within the P: readied G's are not held up by a stream of spawns.
+                // SAFETY: this M holds `p`.
+                if let Some(g) = unsafe { p.runq() }.pop() {
+                    return g;
+                }
+            }
+            if tick % SPAWN_OLDEST_TICK == 0 {
+                // Nor are the oldest spawned G's, however many newer ones keep coming.
+                if let Some(g) = oldest(&p.spawn_stealer) {
+                    return g;
+                }
             }
             // SAFETY: this M holds `p`.
             if let Some(g) = unsafe { s.runqget(p) } {
@@ -777,7 +831,7 @@ impl M {
         }
         let p = self.p();
         // SAFETY: this M holds `p`, the destination.
-        let q = unsafe { p.runq() };
+        let (q, sq) = unsafe { (p.runq(), p.spawnq()) };
         for round in 0..STEAL_ROUNDS {
             let r = self.next_rand() as usize;
             let start = r % n;
@@ -786,11 +840,13 @@ impl M {
             for _ in 0..n {
                 if i != self.p {
                     let victim = &s.ps[i];
-                    loop {
-                        match victim.stealer.steal_batch_with_limit_and_pop(q, STEAL_MAX) {
-                            Steal::Success(g) => return Some(g),
-                            Steal::Empty => break,
-                            Steal::Retry => continue,
+                    for (from, to) in [(&victim.spawn_stealer, sq), (&victim.stealer, q)] {
+                        loop {
+                            match from.steal_batch_with_limit_and_pop(to, STEAL_MAX) {
+                                Steal::Success(g) => return Some(g),
+                                Steal::Empty => break,
+                                Steal::Retry => continue,
+                            }
                         }
                     }
                     if round == STEAL_ROUNDS - 1 {
@@ -897,9 +953,10 @@ impl M {
                     // (Work on other P's is theirs to run; stealing is for idle M's.)
                     // (The owner's `Worker::is_empty`: the `Stealer`'s issues a SeqCst fence.)
                     // SAFETY: this M holds its P.
-                    let q = unsafe { p.runq() };
+                    let (q, sq) = unsafe { (p.runq(), p.spawnq()) };
                     if p.runnext.load(Ordering::Relaxed).is_null()
                         && q.is_empty()
+                        && sq.is_empty()
                         && s.injector.is_empty()
                     {
                         continue;
@@ -1037,6 +1094,17 @@ fn ext_gfree_push(s: &Sched, g: FreeG) {
             drop(global);
             // SAFETY: on no list, no references.
             unsafe { G::dealloc(g.0) };
+        }
+    }
+}
+
+/// The oldest G reachable through `st` (a queue's front, where thieves take from), if any.
+fn oldest(st: &Stealer<GRef>) -> Option<GRef> {
+    loop {
+        match st.steal() {
+            Steal::Success(g) => return Some(g),
+            Steal::Empty => return None,
+            Steal::Retry => continue,
         }
     }
 }

@@ -341,8 +341,11 @@ impl StackClass {
             io::Error::new(
                 e.kind(),
                 format!(
-                    "gort: cannot reserve address space for a {} KiB green-thread stack: {e}",
-                    self.size / 1024
+                    "gort: cannot reserve address space for a {} KiB green-thread stack: {e} \
+                     (the process is out of address space, or has reached \
+                     vm.max_map_count = {})",
+                    self.size / 1024,
+                    max_map_count()
                 ),
             )
         })
