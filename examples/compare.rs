@@ -464,9 +464,9 @@ fn row(name: &str, gort: f64, base: f64, unit: &str, note: &str) {
 }
 
 fn main() {
-    // `compare spawn` / `compare yield` / `compare rss` run one group only (for profiling).
+    // `compare spawn` / `compare chan,time` / ... run only the named groups (for profiling).
     let only = std::env::args().nth(1).unwrap_or_default();
-    let want = |g: &str| only.is_empty() || only == g;
+    let want = |g: &str| only.is_empty() || only.split(',').any(|o| o == g);
     let t0 = Instant::now();
     println!(
         "gort {} vs std::thread — {} P's, {} CPUs",
