@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::park::{park, park_deadline, Unparker, Waker};
+use crate::park::{park, park_deadline, park_g, Unparker, Waker};
 use crate::spin::{SpinGuard, SpinMutex};
 
 const NONE: usize = usize::MAX;
@@ -101,7 +101,11 @@ impl Token {
                 return true;
             }
             match deadline {
-                None => park(),
+                None => match self.waker {
+                    // SAFETY: the token's G is the caller, running on this thread.
+                    Waker::G(g) => unsafe { park_g(g) },
+                    Waker::Thread(_) => park(),
+                },
                 Some(d) => {
                     if Instant::now() >= d {
                         if self.cancel() {

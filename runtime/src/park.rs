@@ -154,6 +154,15 @@ pub(crate) fn park() {
         std::thread::park();
         return;
     }
+    // SAFETY: `g` is the G running on this thread.
+    unsafe { park_g(g) }
+}
+
+/// `park` for a caller that already knows its G (saves a thread-local look-up).
+///
+/// # Safety
+/// `g` is the G running on this thread.
+pub(crate) unsafe fn park_g(g: *const crate::g::G) {
     // SAFETY: `g` is the running G; it stays alive while it runs.
     let state = unsafe { &(*g).state };
     // A token waiting: consume it. Acquire pairs with the waker's Release. (A plain load
