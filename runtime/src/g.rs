@@ -5,13 +5,18 @@
 //!
 //! A G is reached through [`GRef`]s, counted by hand (`refs`). The runtime holds one while
 //! the G is runnable, running or finishing (the `GRef` in a run queue *is* the right to
-//! run it); its `JoinHandle` holds one; each waiter's `Unparker` holds one. When the last
-//! `GRef` goes, a dead G is not freed but recycled: it goes to the free list of the P the
-//! dropping thread holds (or the global one), and the next spawn reuses it, closure and
-//! result slot included. So a steady stream of spawns allocates nothing. A G dropped while
-//! suspended (parked forever, no one left to wake it) is leaked with its stack, as Go leaks
-//! a blocked goroutine: unwinding it on whatever thread dropped the last handle would run
-//! its destructors in the middle of that thread's work.
+//! run it), and keeps it while the G is parked: a parked G owns one reference to itself,
+//! which the `unpark` that moves it back to ACTIVE takes to queue it. Its `JoinHandle`
+//! holds one; an `Unparker` holds one. (A channel waiter holds only the G's address: the G
+//! cannot go away while parked, and the completer takes a counted reference before it
+//! lets the waiter go.) So the count of a live G never reaches zero, and reaches zero
+//! exactly once for a dead one.
+//!
+//! When the last `GRef` goes, the dead G is not freed but recycled: it goes to the free
+//! list of the P the dropping thread holds (or the thread's own, or the global one), and
+//! the next spawn reuses it, closure and result slot included. So a steady stream of
+//! spawns allocates nothing. A G parked forever (nobody left to wake it) keeps its own
+//! reference and is leaked with its stack, as Go leaks a blocked goroutine.
 
 use std::cell::UnsafeCell;
 use std::mem::{self, MaybeUninit};

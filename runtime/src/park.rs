@@ -102,23 +102,17 @@ impl Unparker {
             Unparker::Thread(t) => t.unpark(),
             Unparker::G(g) => {
                 if unpark_g(g) {
-                    sched().ready(g.clone(), run_next);
+                    // SAFETY: we won PARKED -> ACTIVE: the reference the G kept when it
+                    // parked is ours now (see `M::execute`).
+                    sched().ready(unsafe { GRef::from_raw(g.as_ptr().cast_mut()) }, run_next);
                 }
             }
         }
     }
 
-    /// As `unpark`, consuming the handle: a parked G is queued with this very reference
-    /// (one reference-count round trip fewer than `unpark`).
+    /// As `unpark`, consuming the handle.
     pub(crate) fn wake(self, run_next: bool) {
-        match self {
-            Unparker::Thread(t) => t.unpark(),
-            Unparker::G(g) => {
-                if unpark_g(&g) {
-                    sched().ready(g, run_next);
-                }
-            }
-        }
+        self.unpark(run_next);
     }
 }
 

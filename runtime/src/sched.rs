@@ -976,8 +976,15 @@ impl M {
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
-                        // Parked: the waiters' `Unparker`s own it now. Do not touch it.
-                        Ok(_) => return,
+                        // Parked. Our reference stays with the G ("a parked G owns one
+                        // reference to itself"): the `unpark` that moves it back to ACTIVE
+                        // takes that very reference to queue it. So a parked G is never
+                        // freed under a waker that holds only its address, and its count
+                        // never drops to zero and back. Do not touch the G after this.
+                        Ok(_) => {
+                            let _ = g.into_raw();
+                            return;
+                        }
                         Err(NOTIFIED) => {
                             // The wake-up arrived during the switch: run it again at once.
                             g.state.store(ACTIVE, Ordering::Relaxed);
