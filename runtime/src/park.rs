@@ -23,10 +23,10 @@
 //! stack. The G never decides whether it really sleeps: it moves ACTIVE → PARKING and
 //! switches to its M; only the M, with the G fully off its stack, tries PARKING → PARKED.
 //! If an `unpark` got in first (PARKING → NOTIFIED), the CAS fails and the M resumes the G
-//! at once. If the M's CAS wins, the G belongs to its waiters, and the `unpark` that moves
-//! PARKED → ACTIVE is the only one that queues it. So a G is resumed by at most one M at a
-//! time, and a wake-up is never lost: every `unpark` either leaves a token the G will
-//! consume, or finds it PARKED and queues it.
+//! at once. If the M's CAS wins, the G keeps the M's reference to itself, and the `unpark`
+//! that moves PARKED → ACTIVE is the only one that queues it, with that reference. So a G
+//! is resumed by at most one M at a time, and a wake-up is never lost: every `unpark`
+//! either leaves a token the G will consume, or finds it PARKED and queues it.
 
 use std::sync::atomic::Ordering;
 use std::thread::Thread;
