@@ -6,6 +6,9 @@
 
 pub use gort_runtime::*;
 
+/// The pool of reusable green threads (package `gort-pool`).
+pub use gort_pool as pool;
+
 /// The examples of docs/CAVEATS.md, compiled and run as doctests so that they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../docs/CAVEATS.md")]
