@@ -559,7 +559,9 @@ fn worker_loop(
                 tx: tx.clone(),
                 idle_since: Instant::now(),
             });
-            inner.worker_free.notify_one();
+            if st.waiting > 0 {
+                inner.worker_free.notify_one();
+            }
         }
         match rx.recv() {
             Ok(Some(t)) => task = t,
