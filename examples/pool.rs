@@ -45,7 +45,10 @@ fn measure(f: impl FnOnce()) -> (f64, f64) {
     let wall = t.elapsed().as_secs_f64() * 1e3;
     stop.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
-    let growth = peak.load(Ordering::Relaxed).max(rss_kib()).saturating_sub(base);
+    let growth = peak
+        .load(Ordering::Relaxed)
+        .max(rss_kib())
+        .saturating_sub(base);
     (wall, growth as f64 / 1024.0)
 }
 
@@ -158,7 +161,11 @@ fn std_threads(threads: usize, sleep: bool, sink: Arc<AtomicU64>) {
 fn run_one(workload: &str, method: &str) -> (f64, f64) {
     let sleep = workload == "sleep";
     let sink = Arc::new(AtomicU64::new(0));
-    let threads = if sleep { STD_THREADS } else { 2 * gort::max_procs() };
+    let threads = if sleep {
+        STD_THREADS
+    } else {
+        2 * gort::max_procs()
+    };
     let r = match method {
         "raw" => measure(|| raw_go(sleep, sink.clone())),
         "semaphore" => measure(|| semaphore_go(sleep, sink.clone())),
@@ -181,7 +188,9 @@ fn main() {
         "{TASKS} tasks; pool and semaphore of {POOL_SIZE}; {} P's; each measurement in a fresh process",
         gort::max_procs()
     );
-    println!("| workload | method | wall ms | peak RSS growth MiB | wall vs raw go! | RSS vs raw go! |");
+    println!(
+        "| workload | method | wall ms | peak RSS growth MiB | wall vs raw go! | RSS vs raw go! |"
+    );
     println!("|---|---|---|---|---|---|");
     let exe = std::env::current_exe().unwrap();
     for workload in ["sleep", "cpu"] {
@@ -192,7 +201,9 @@ fn main() {
                 .output()
                 .expect("run child");
             let text = String::from_utf8_lossy(&out.stdout);
-            let mut it = text.split_whitespace().map(|v| v.parse::<f64>().unwrap_or(f64::NAN));
+            let mut it = text
+                .split_whitespace()
+                .map(|v| v.parse::<f64>().unwrap_or(f64::NAN));
             let (ms, mib) = (it.next().unwrap_or(f64::NAN), it.next().unwrap_or(f64::NAN));
             if method == "raw" {
                 raw = (ms, mib);
@@ -203,10 +214,18 @@ fn main() {
                 "pool" => format!("Pool({POOL_SIZE})"),
                 _ => format!(
                     "{} std threads",
-                    if workload == "sleep" { STD_THREADS } else { 2 * gort::max_procs() }
+                    if workload == "sleep" {
+                        STD_THREADS
+                    } else {
+                        2 * gort::max_procs()
+                    }
                 ),
             };
-            let w = if workload == "sleep" { "1M x sleep 10 ms" } else { "1M short CPU tasks" };
+            let w = if workload == "sleep" {
+                "1M x sleep 10 ms"
+            } else {
+                "1M short CPU tasks"
+            };
             println!(
                 "| {w} | {name} | {ms:.0} | {mib:.1} | {:.2}x | {:.3}x |",
                 ms / raw.0,

@@ -13,3 +13,8 @@ pub use gort_pool as pool;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/CAVEATS.md")]
 pub struct CaveatsExamples;
+
+/// The examples of docs/POOL.md, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/POOL.md")]
+pub struct PoolExamples;
