@@ -166,10 +166,15 @@ fn run_one(workload: &str, method: &str) -> (f64, f64) {
     } else {
         2 * gort::max_procs()
     };
+    let in_g = |f: fn(bool, Arc<AtomicU64>), sink: Arc<AtomicU64>| {
+        gort::go!(move || f(sleep, sink)).join().unwrap()
+    };
     let r = match method {
         "raw" => measure(|| raw_go(sleep, sink.clone())),
         "semaphore" => measure(|| semaphore_go(sleep, sink.clone())),
         "pool" => measure(|| pool(sleep, sink.clone())),
+        "raw-g" => measure(|| in_g(raw_go, sink.clone())),
+        "pool-g" => measure(|| in_g(pool, sink.clone())),
         _ => measure(|| std_threads(threads, sleep, sink.clone())),
     };
     assert!(sleep || sink.load(Ordering::Relaxed) > 0);
@@ -195,7 +200,7 @@ fn main() {
     let exe = std::env::current_exe().unwrap();
     for workload in ["sleep", "cpu"] {
         let mut raw = (0.0, 0.0);
-        for method in ["raw", "semaphore", "pool", "std"] {
+        for method in ["raw", "semaphore", "pool", "std", "raw-g", "pool-g"] {
             let out = std::process::Command::new(&exe)
                 .args(["--one", workload, method])
                 .output()
@@ -210,6 +215,8 @@ fn main() {
             }
             let name = match method {
                 "raw" => "raw go! + WaitGroup".to_string(),
+                "raw-g" => "raw go! + WaitGroup, submitted from a G".to_string(),
+                "pool-g" => format!("Pool({POOL_SIZE}), submitted from a G"),
                 "semaphore" => format!("Semaphore({POOL_SIZE})-bounded go!"),
                 "pool" => format!("Pool({POOL_SIZE})"),
                 _ => format!(
