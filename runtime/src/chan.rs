@@ -360,7 +360,7 @@ impl<T> Inner<T> {
 
 fn wake_all(us: Vec<Unparker>) {
     for u in us {
-        u.wake(true);
+        u.unpark(true);
     }
 }
 
@@ -461,7 +461,7 @@ impl<T> Sender<T> {
             SendNow::Done(wake) => {
                 drop(g);
                 if let Some(u) = wake {
-                    u.wake(true);
+                    u.unpark(true);
                 }
                 return Ok(());
             }
@@ -575,7 +575,7 @@ impl<T> Receiver<T> {
             RecvNow::Got(v, wake) => {
                 drop(g);
                 if let Some(u) = wake {
-                    u.wake(true);
+                    u.unpark(true);
                 }
                 return Ok(v);
             }
@@ -895,7 +895,7 @@ impl<T> Case for RecvCase<'_, T> {
                 drop(g);
                 *self.out = Some(Ok(v));
                 if let Some(u) = wake {
-                    u.wake(true);
+                    u.unpark(true);
                 }
                 true
             }
@@ -948,7 +948,7 @@ impl<T> Case for SendCase<'_, T> {
                 drop(g);
                 *self.out = Some(Ok(()));
                 if let Some(u) = wake {
-                    u.wake(true);
+                    u.unpark(true);
                 }
                 true
             }

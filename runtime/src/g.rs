@@ -392,7 +392,7 @@ impl G {
                 // SAFETY: the joiner wrote `joiner` before publishing J_WAITING, which we
                 // read; it no longer touches it.
                 if let Some(w) = unsafe { (*self.joiner.get()).take() } {
-                    w.wake(false);
+                    w.unpark(false);
                 }
             }
             J_DETACHED => {

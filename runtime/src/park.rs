@@ -109,11 +109,6 @@ impl Unparker {
             }
         }
     }
-
-    /// As `unpark`, consuming the handle.
-    pub(crate) fn wake(self, run_next: bool) {
-        self.unpark(run_next);
-    }
 }
 
 /// The state-word half of `unpark`. True if the G was PARKED and must now be queued.

@@ -876,19 +876,24 @@ impl Semaphore {
 
     /// Takes a permit, parking until one is free.
     pub fn acquire(&self) -> SemaphorePermit<'_> {
-        let node = {
-            let mut st = lock(&self.state);
-            if st.permits > 0 && st.queue.is_empty() {
-                st.permits -= 1;
-                return SemaphorePermit { sem: self };
-            }
-            let n = Node::new();
-            st.queue.push_back(n.clone());
-            n
-        };
-        // Signalled: a permit was handed to us.
-        node.wait();
+        if let Err(node) = self.take_or_queue() {
+            // Signalled: a permit was handed to us.
+            node.wait();
+        }
         SemaphorePermit { sem: self }
+    }
+
+    /// Takes a free permit (`Ok`), or queues the caller (`Err` with its node) when none is
+    /// free or others already wait (FIFO: no overtaking).
+    fn take_or_queue(&self) -> Result<(), Arc<Node>> {
+        let mut st = lock(&self.state);
+        if st.permits > 0 && st.queue.is_empty() {
+            st.permits -= 1;
+            return Ok(());
+        }
+        let n = Node::new();
+        st.queue.push_back(n.clone());
+        Err(n)
     }
 
     /// Takes a permit if one is free now.
@@ -903,15 +908,9 @@ impl Semaphore {
 
     /// Takes a permit, waiting at most `timeout`.
     pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
-        let node = {
-            let mut st = lock(&self.state);
-            if st.permits > 0 && st.queue.is_empty() {
-                st.permits -= 1;
-                return Some(SemaphorePermit { sem: self });
-            }
-            let n = Node::new();
-            st.queue.push_back(n.clone());
-            n
+        let node = match self.take_or_queue() {
+            Ok(()) => return Some(SemaphorePermit { sem: self }),
+            Err(node) => node,
         };
         let deadline = Instant::now().checked_add(timeout);
         if let Some(d) = deadline {

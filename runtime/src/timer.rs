@@ -200,7 +200,7 @@ impl Timers {
                     {
                         // Tail of the queue: a million sleepers waking at once should not
                         // churn `runnext`.
-                        u.wake(false);
+                        u.unpark(false);
                         fired += 1;
                     }
                 }
