@@ -187,3 +187,98 @@ fn wakeups_between_gs_are_never_lost() {
         .sum();
     assert_eq!(got, want);
 }
+
+#[test]
+fn public_park_unpark_passes_a_token_around_a_ring() {
+    // 60 G's and 4 OS threads in a ring; each waits with `gort::park` until its mailbox
+    // holds the token, then passes it on with the next one's `Unparker`. A lost wake-up
+    // hangs the ring; a duplicated token breaks the exact count.
+    use gort::Unparker;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Mutex;
+    const N: usize = 64;
+    const LAPS: u64 = 500;
+    let mail: Arc<Vec<AtomicU64>> = Arc::new((0..N).map(|_| AtomicU64::new(0)).collect());
+    let unparkers: Arc<Mutex<Vec<Option<Unparker>>>> = Arc::new(Mutex::new(vec![None; N]));
+    let registered = Arc::new(AtomicUsize::new(0));
+    let start = Arc::new(AtomicBool::new(false));
+    let starter = Unparker::current();
+    let mut gs = Vec::new();
+    let mut threads = Vec::new();
+    for i in 0..N {
+        let (mail, unparkers, registered, start, starter) = (
+            mail.clone(),
+            unparkers.clone(),
+            registered.clone(),
+            start.clone(),
+            starter.clone(),
+        );
+        let body = move || {
+            unparkers.lock().unwrap()[i] = Some(Unparker::current());
+            registered.fetch_add(1, Ordering::SeqCst);
+            starter.unpark();
+            while !start.load(Ordering::Acquire) {
+                gort::park();
+            }
+            let next = unparkers.lock().unwrap()[(i + 1) % N].clone().unwrap();
+            let mut seen = 0u64;
+            loop {
+                let v = loop {
+                    // Acquire: pairs with the sender's Release store.
+                    let v = mail[i].swap(0, Ordering::Acquire);
+                    if v != 0 {
+                        break v;
+                    }
+                    gort::park();
+                };
+                seen += 1;
+                if v < LAPS * N as u64 {
+                    mail[(i + 1) % N].store(v + 1, Ordering::Release);
+                    next.unpark();
+                }
+                if seen == LAPS {
+                    return seen;
+                }
+            }
+        };
+        if i % 16 == 15 {
+            threads.push(std::thread::spawn(body));
+        } else {
+            gs.push(gort::go!(body));
+        }
+    }
+    while registered.load(Ordering::SeqCst) < N {
+        gort::park();
+    }
+    start.store(true, Ordering::Release);
+    for u in unparkers.lock().unwrap().iter() {
+        u.as_ref().unwrap().unpark();
+    }
+    mail[0].store(1, Ordering::Release);
+    unparkers.lock().unwrap()[0].as_ref().unwrap().unpark();
+    let mut total = 0;
+    for h in gs {
+        total += h.join().unwrap();
+    }
+    for t in threads {
+        total += t.join().unwrap();
+    }
+    assert_eq!(total, LAPS * N as u64);
+}
+
+#[test]
+fn park_timeout_returns_and_unparking_a_finished_g_is_harmless() {
+    let h = gort::go!(|| {
+        // No one unparks: each call returns by its timeout (or spuriously).
+        for _ in 0..3 {
+            gort::park_timeout(std::time::Duration::from_millis(1));
+        }
+        gort::Unparker::current()
+    });
+    let u = h.join().unwrap();
+    u.unpark();
+    u.unpark();
+    assert!(format!("{u:?}").starts_with("Unparker::G"));
+    assert!(!gort::is_green_thread());
+    assert!(gort::go!(gort::is_green_thread).join().unwrap());
+}

@@ -29,17 +29,20 @@
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 use std::any::Any;
+use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gort_runtime::chan;
 use gort_runtime::sync::{Condvar, Mutex};
+use gort_runtime::{park, Unparker};
+use std::sync::{Mutex as StdMutex, MutexGuard};
 
-/// A task: what `submit` runs.
-type Task = Box<dyn FnOnce() + Send + 'static>;
+mod task;
+
+use task::Task;
 
 /// What the panic handler receives: the payload of a task's panic.
 pub type PanicPayload = Box<dyn Any + Send + 'static>;
@@ -76,47 +79,103 @@ impl fmt::Display for PoolError {
 
 impl std::error::Error for PoolError {}
 
-/// One worker: a green thread waiting on its own one-slot channel for tasks.
-struct Worker {
-    tx: chan::Sender<Option<Task>>,
-    /// When it last went idle (for expiry).
-    idle_since: Instant,
+/// Mailbox states of a [`Slot`].
+const EMPTY: u8 = 0;
+const TASK: u8 = 1;
+const EXIT: u8 = 2;
+
+/// An idle worker's mailbox: whoever takes the worker off the idle list puts its next task
+/// (or the order to exit) here and unparks it. Shared by the worker and the idle list.
+struct Slot {
+    state: AtomicU8,
+    task: UnsafeCell<Option<Task>>,
+    /// The worker's green thread.
+    worker: Unparker,
 }
 
-/// Idle workers: a FILO stack (default) or a FIFO ring (`pre_alloc`).
+// SAFETY: `task` is written only by the one holder of the slot taken off the idle list
+// (under the pool lock), before its Release store of `state`; the worker reads it only after
+// its Acquire load sees that store, and puts the slot back on the list only after reading.
+unsafe impl Sync for Slot {}
+
+impl Slot {
+    /// Gives the idle worker its next task, or `None`: exit. The caller took the slot off
+    /// the idle list.
+    fn hand(&self, task: Option<Task>) {
+        let state = if task.is_some() { TASK } else { EXIT };
+        // SAFETY: taken off the idle list by the caller: no one else writes `task`, and the
+        // worker reads it only after the store below.
+        unsafe { *self.task.get() = task };
+        // Release: pairs with the Acquire load in `wait`, publishing `task`.
+        self.state.store(state, Ordering::Release);
+        self.worker.unpark();
+    }
+
+    /// The worker's side of `hand`: waits for the next task (`None`: exit).
+    fn wait(&self) -> Option<Task> {
+        loop {
+            // Acquire: pairs with the Release store in `hand`.
+            match self.state.load(Ordering::Acquire) {
+                // Parks may return spuriously (a token left by a task's own wake-ups).
+                EMPTY => park(),
+                s => {
+                    // Relaxed: the next `hand` comes after the worker is back on the idle
+                    // list, and the pool lock orders the two.
+                    self.state.store(EMPTY, Ordering::Relaxed);
+                    return if s == TASK {
+                        // SAFETY: `hand` wrote `task` before the store we saw, and will not
+                        // write again until the slot is back on the idle list.
+                        unsafe { (*self.task.get()).take() }
+                    } else {
+                        None
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// An idle worker on the idle list.
+struct Idler {
+    slot: Arc<Slot>,
+    /// The scavenger's epoch when it went idle (for expiry).
+    since: u64,
+}
+
+/// Idle workers: a FILO stack (default) or a FIFO ring (`pre_alloc`). Either way the
+/// oldest sit at the front, so expiry takes a prefix.
 enum Idle {
-    Stack(Vec<Worker>),
-    Ring(VecDeque<Worker>),
+    Stack(Vec<Idler>),
+    Ring(VecDeque<Idler>),
 }
 
 impl Idle {
-    fn pop(&mut self) -> Option<Worker> {
+    fn pop(&mut self) -> Option<Idler> {
         match self {
             Idle::Stack(v) => v.pop(),
             Idle::Ring(q) => q.pop_front(),
         }
     }
-    fn push(&mut self, w: Worker) {
+    fn push(&mut self, w: Idler) {
         match self {
             Idle::Stack(v) => v.push(w),
             Idle::Ring(q) => q.push_back(w),
         }
     }
-    /// Takes the workers idle since before `cutoff` (the oldest ones).
-    fn take_expired(&mut self, cutoff: Instant) -> Vec<Worker> {
+    /// Takes the workers idle since an epoch before `cutoff` (the oldest ones).
+    fn take_expired(&mut self, cutoff: u64) -> Vec<Idler> {
         match self {
-            // The stack's bottom holds the oldest.
             Idle::Stack(v) => {
-                let n = v.iter().take_while(|w| w.idle_since < cutoff).count();
+                let n = v.iter().take_while(|w| w.since < cutoff).count();
                 v.drain(..n).collect()
             }
             Idle::Ring(q) => {
-                let n = q.iter().take_while(|w| w.idle_since < cutoff).count();
+                let n = q.iter().take_while(|w| w.since < cutoff).count();
                 q.drain(..n).collect()
             }
         }
     }
-    fn take_all(&mut self) -> Vec<Worker> {
+    fn take_all(&mut self) -> Vec<Idler> {
         match self {
             Idle::Stack(v) => std::mem::take(v),
             Idle::Ring(q) => q.drain(..).collect(),
@@ -124,34 +183,106 @@ impl Idle {
     }
 }
 
+/// States of a [`Waiter`].
+const WAITING: u8 = 0;
+const TAKEN: u8 = 1;
+const CLOSED: u8 = 2;
+
+/// A submitter waiting for a worker, on its own stack; its task is taken straight from here
+/// by the next worker to finish (or by a worker started when room appears).
+struct Waiter {
+    state: AtomicU8,
+    task: UnsafeCell<Option<Task>>,
+    submitter: Unparker,
+}
+
+/// A queued waiter. It stays alive while queued: its submitter does not return before its
+/// state leaves `WAITING`, which only a holder of the pool lock sets, after unqueueing it.
+struct WaiterPtr(*const Waiter);
+
+// SAFETY: the waiter it points to is `Sync` in the way it is used (see `serve_waiter`) and
+// outlives its place in the queue.
+unsafe impl Send for WaiterPtr {}
+
+/// Takes the task of the first waiting submitter and releases the submitter; returns the
+/// task and the submitter's unparker, to be used once the pool lock is dropped.
+fn serve_waiter(st: &mut State) -> Option<(Task, Unparker)> {
+    let WaiterPtr(w) = st.waiters.pop_front()?;
+    // SAFETY: a queued waiter is alive (see `WaiterPtr`); its task is touched only by the
+    // holder of the pool lock that unqueues it, which is us.
+    let w = unsafe { &*w };
+    // SAFETY: as above.
+    let task = unsafe { (*w.task.get()).take() }.expect("a waiter has its task");
+    let submitter = w.submitter.clone();
+    // Release: pairs with the submitter's Acquire load; after this store the waiter may be
+    // gone, so it is not touched again.
+    w.state.store(TAKEN, Ordering::Release);
+    Some((task, submitter))
+}
+
 struct State {
     idle: Idle,
     /// Workers alive: running a task or idle.
     running: usize,
-    /// Submitters waiting for a worker.
-    waiting: usize,
+    /// Submitters waiting for a worker, oldest first.
+    waiters: VecDeque<WaiterPtr>,
     closed: bool,
     /// Bumped by each `reboot`, so that an old scavenger stops.
     generation: u64,
 }
 
+impl State {
+    fn set_running(&mut self, inner: &Inner, n: usize) {
+        self.running = n;
+        inner.running.store(n, Ordering::Relaxed);
+    }
+}
+
+/// The scavenger ticks this many times per expiry period.
+const TICKS_PER_EXPIRY: u64 = 4;
+
 struct Inner {
     /// `usize::MAX` for an unlimited pool.
     cap: AtomicUsize,
-    state: Mutex<State>,
-    /// Signalled when a worker becomes free, capacity grows, or the pool closes.
-    worker_free: Condvar,
-    /// Signalled when `running` reaches zero.
+    /// The pool's state. A std mutex, not gort's: its sections are a few dozen
+    /// instructions and never block, so a short spin beats parking, and an OS-thread
+    /// submitter that loses a race must not pay a futex sleep and wake-up for it.
+    state: StdMutex<State>,
+    /// With `all_done`: `release_timeout` waits here for `running` to reach zero.
+    done: Mutex<()>,
+    /// Signalled (under `done`) when `running` reaches zero.
     all_done: Condvar,
+    /// The scavenger's clock: ticks `TICKS_PER_EXPIRY` times per expiry. Idle workers are
+    /// stamped with it instead of reading the system clock on every task.
+    epoch: AtomicU64,
     expiry: Duration,
     purge: bool,
     nonblocking: bool,
     max_blocking: usize,
     panic_handler: Option<PanicHandler>,
+    /// See `PoolBuilder::keep`.
+    _keep: Option<Box<dyn Any + Send + Sync>>,
     /// Mirrors of the state's counters, readable without the lock.
     running: AtomicUsize,
     waiting: AtomicUsize,
     closed: AtomicBool,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No section panics while holding it; poisoning cannot happen.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes `release_timeout` (called when `running` reached zero, without the state lock).
+    fn note_all_done(&self) {
+        let _g = self.done.lock();
+        self.all_done.notify_all();
+    }
+
+    fn set_waiting(&self, st: &State) {
+        self.waiting.store(st.waiters.len(), Ordering::Relaxed);
+    }
 }
 
 /// An ants-style pool of reusable green threads. `Send + Sync`; share it by reference or in
@@ -169,6 +300,8 @@ pub struct PoolBuilder {
     nonblocking: bool,
     max_blocking: usize,
     panic_handler: Option<PanicHandler>,
+    /// Kept alive as long as the pool's workers (`PoolWithFunc`'s function).
+    keep: Option<Box<dyn Any + Send + Sync>>,
 }
 
 impl Default for PoolBuilder {
@@ -181,6 +314,7 @@ impl Default for PoolBuilder {
             nonblocking: false,
             max_blocking: 0,
             panic_handler: None,
+            keep: None,
         }
     }
 }
@@ -212,7 +346,8 @@ impl PoolBuilder {
         self
     }
 
-    /// Idle workers older than this are retired by the scavenger. Default: 1 s.
+    /// Idle workers older than this are retired by the scavenger (within a quarter of it
+    /// more). Default: 1 s.
     pub fn expiry(mut self, d: Duration) -> Self {
         self.expiry = d;
         self
@@ -270,20 +405,22 @@ impl PoolBuilder {
         let pool = Pool {
             inner: Arc::new(Inner {
                 cap: AtomicUsize::new(cap),
-                state: Mutex::new(State {
+                state: StdMutex::new(State {
                     idle,
                     running: 0,
-                    waiting: 0,
+                    waiters: VecDeque::new(),
                     closed: false,
                     generation: 0,
                 }),
-                worker_free: Condvar::new(),
+                done: Mutex::new(()),
                 all_done: Condvar::new(),
+                epoch: AtomicU64::new(0),
                 expiry: self.expiry,
                 purge: self.purge,
                 nonblocking: self.nonblocking,
                 max_blocking: self.max_blocking,
                 panic_handler: self.panic_handler,
+                _keep: self.keep,
                 running: AtomicUsize::new(0),
                 waiting: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
@@ -321,48 +458,54 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.submit_boxed(Box::new(task))
+        self.submit_task(Task::new(task))
     }
 
-    fn submit_boxed(&self, task: Task) -> Result<(), PoolError> {
+    fn submit_task(&self, task: Task) -> Result<(), PoolError> {
         let inner = &*self.inner;
-        let mut st = inner.state.lock();
-        loop {
-            if st.closed {
-                return Err(PoolError::Closed);
-            }
-            if let Some(w) = st.idle.pop() {
-                drop(st);
-                // A worker's channel holds one task and its worker is waiting on it: this
-                // cannot block, and cannot fail (the worker only exits after `None`).
-                w.tx.send(Some(task))
-                    .unwrap_or_else(|_| unreachable!("an idle worker is alive"));
-                return Ok(());
-            }
-            if st.running < inner.cap.load(Ordering::Relaxed) {
-                st.running += 1;
-                inner.running.store(st.running, Ordering::Relaxed);
-                drop(st);
-                self.start_worker(task);
-                return Ok(());
-            }
-            if inner.nonblocking || (inner.max_blocking != 0 && st.waiting >= inner.max_blocking) {
-                return Err(PoolError::Overload);
-            }
-            st.waiting += 1;
-            inner.waiting.store(st.waiting, Ordering::Relaxed);
-            st = inner.worker_free.wait(st);
-            st.waiting -= 1;
-            inner.waiting.store(st.waiting, Ordering::Relaxed);
+        let mut st = inner.lock();
+        if st.closed {
+            return Err(PoolError::Closed);
         }
-    }
-
-    fn start_worker(&self, first: Task) {
-        let (tx, rx) = chan::bounded::<Option<Task>>(1);
-        let inner = self.inner.clone();
-        drop(gort_runtime::go!(move || worker_loop(
-            &inner, first, tx, rx
-        )));
+        if let Some(idler) = st.idle.pop() {
+            drop(st);
+            idler.slot.hand(Some(task));
+            return Ok(());
+        }
+        if st.running < inner.cap.load(Ordering::Relaxed) {
+            let n = st.running + 1;
+            st.set_running(inner, n);
+            drop(st);
+            start_worker(&self.inner, task);
+            return Ok(());
+        }
+        if inner.nonblocking || (inner.max_blocking != 0 && st.waiters.len() >= inner.max_blocking)
+        {
+            return Err(PoolError::Overload);
+        }
+        // Wait for a worker to take the task from us.
+        let waiter = Waiter {
+            state: AtomicU8::new(WAITING),
+            task: UnsafeCell::new(Some(task)),
+            submitter: Unparker::current(),
+        };
+        st.waiters.push_back(WaiterPtr(&waiter));
+        inner.set_waiting(&st);
+        drop(st);
+        if !gort_runtime::is_green_thread() {
+            // An OS thread's park and unpark are system calls, each dearer than a task;
+            // with the pool busy, a worker usually comes free within microseconds.
+            spin_while_waiting(&waiter.state);
+        }
+        loop {
+            // Acquire: pairs with the Release store in `serve_waiter` / `release`.
+            match waiter.state.load(Ordering::Acquire) {
+                WAITING => park(),
+                TAKEN => return Ok(()),
+                // Closed: the task is dropped here, unrun.
+                _ => return Err(PoolError::Closed),
+            }
+        }
     }
 
     /// Starts the scavenger of `generation` (if purging is on): it retires expired idle
@@ -373,27 +516,25 @@ impl Pool {
         }
         let inner = self.inner.clone();
         drop(gort_runtime::go!(move || {
-            let period = inner.expiry.max(Duration::from_millis(1));
+            let tick = (inner.expiry / TICKS_PER_EXPIRY as u32).max(Duration::from_millis(1));
             loop {
-                gort_runtime::sleep(period);
+                gort_runtime::sleep(tick);
+                let now = inner.epoch.fetch_add(1, Ordering::Relaxed) + 1;
                 let expired = {
-                    let mut st = inner.state.lock();
+                    let mut st = inner.lock();
                     if st.closed || st.generation != generation {
                         return;
                     }
-                    let cutoff = Instant::now().checked_sub(inner.expiry);
-                    let expired = match cutoff {
-                        Some(c) => st.idle.take_expired(c),
+                    // Idle since epoch e means idle at least (now - e - 1) ticks.
+                    let expired = match now.checked_sub(TICKS_PER_EXPIRY + 1) {
+                        Some(last) => st.idle.take_expired(last + 1),
                         None => Vec::new(),
                     };
-                    st.running -= expired.len();
-                    inner.running.store(st.running, Ordering::Relaxed);
-                    if !expired.is_empty() {
-                        // Room for a new worker: a waiting submitter may start one.
-                        inner.worker_free.notify_all();
-                        if st.running == 0 {
-                            inner.all_done.notify_all();
-                        }
+                    let n = st.running - expired.len();
+                    st.set_running(&inner, n);
+                    drop(st);
+                    if n == 0 && !expired.is_empty() {
+                        inner.note_all_done();
                     }
                     expired
                 };
@@ -432,52 +573,81 @@ impl Pool {
         self.inner.closed.load(Ordering::Relaxed)
     }
 
-    /// Changes the capacity at run time. Growing lets waiting submitters start workers at
-    /// once; shrinking retires idle workers beyond the new capacity now and busy ones as they
-    /// finish their task. `0` is refused with `InvalidCapacity`.
+    /// Changes the capacity at run time. Growing starts workers at once for waiting
+    /// submitters; shrinking retires idle workers beyond the new capacity now and busy ones
+    /// as they finish their task. `0` is refused with `InvalidCapacity`.
     pub fn tune(&self, capacity: usize) -> Result<(), PoolError> {
         if capacity == 0 {
             return Err(PoolError::InvalidCapacity);
         }
         let inner = &*self.inner;
-        let retired = {
-            let mut st = inner.state.lock();
+        let mut retired = Vec::new();
+        let mut served = Vec::new();
+        {
+            let mut st = inner.lock();
             inner.cap.store(capacity, Ordering::Relaxed);
-            let mut retired = Vec::new();
-            while st.running > capacity {
+            let mut n = st.running;
+            while n > capacity {
                 match st.idle.pop() {
                     Some(w) => {
                         retired.push(w);
-                        st.running -= 1;
+                        n -= 1;
                     }
                     None => break,
                 }
             }
-            inner.running.store(st.running, Ordering::Relaxed);
-            inner.worker_free.notify_all();
-            retired
-        };
+            // Room: start a worker for each waiting submitter that fits.
+            while n < capacity {
+                match serve_waiter(&mut st) {
+                    Some(s) => {
+                        served.push(s);
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+            st.set_running(inner, n);
+            inner.set_waiting(&st);
+        }
         retire(retired);
+        for (task, submitter) in served {
+            start_worker(&self.inner, task);
+            submitter.unpark();
+        }
         Ok(())
     }
 
     /// Closes the pool: later submits fail with `Closed`, waiting submitters are woken
-    /// with `Closed`, idle workers are retired, busy ones finish their task and exit.
+    /// with `Closed` (their task is dropped unrun), idle workers are retired, busy ones
+    /// finish their task and exit.
     pub fn release(&self) {
         let inner = &*self.inner;
+        let mut closed = Vec::new();
         let retired = {
-            let mut st = inner.state.lock();
+            let mut st = inner.lock();
             st.closed = true;
             inner.closed.store(true, Ordering::Relaxed);
             let retired = st.idle.take_all();
-            st.running -= retired.len();
-            inner.running.store(st.running, Ordering::Relaxed);
-            inner.worker_free.notify_all();
-            if st.running == 0 {
-                inner.all_done.notify_all();
+            let n = st.running - retired.len();
+            st.set_running(inner, n);
+            while let Some(WaiterPtr(w)) = st.waiters.pop_front() {
+                // SAFETY: a queued waiter is alive (see `WaiterPtr`).
+                let w = unsafe { &*w };
+                closed.push(w.submitter.clone());
+                // Release: pairs with the submitter's Acquire load; `w` is not touched
+                // after this.
+                w.state.store(CLOSED, Ordering::Release);
+            }
+            inner.set_waiting(&st);
+            drop(st);
+            if n == 0 {
+                inner.note_all_done();
             }
             retired
         };
+        for submitter in closed {
+            submitter.unpark();
+        }
         retire(retired);
     }
 
@@ -486,11 +656,13 @@ impl Pool {
     pub fn release_timeout(&self, timeout: Duration) -> Result<(), PoolError> {
         self.release();
         let inner = &*self.inner;
-        let st = inner.state.lock();
-        let (st, r) = inner
+        let g = inner.done.lock();
+        // `running` is written under the state lock, and whoever brings it to zero then
+        // takes `done` to notify: reading it under `done` cannot miss that notification.
+        let (g, r) = inner
             .all_done
-            .wait_timeout_while(st, timeout, |st| st.running > 0);
-        drop(st);
+            .wait_timeout_while(g, timeout, |_| inner.running.load(Ordering::Relaxed) > 0);
+        drop(g);
         if r.timed_out() {
             Err(PoolError::Timeout)
         } else {
@@ -501,7 +673,7 @@ impl Pool {
     /// Reopens a released pool (a no-op on an open one).
     pub fn reboot(&self) {
         let generation = {
-            let mut st = self.inner.state.lock();
+            let mut st = self.inner.lock();
             if !st.closed {
                 return;
             }
@@ -522,54 +694,91 @@ impl Drop for Pool {
     }
 }
 
-/// Tells retired workers to exit.
-fn retire(workers: Vec<Worker>) {
-    for w in workers {
-        let _ = w.tx.send(None);
+/// How long an OS-thread submitter spins (and yields its CPU) before parking.
+const SPINS: u32 = 64;
+const YIELDS: u32 = 16;
+
+fn spin_while_waiting(state: &AtomicU8) {
+    for i in 0..SPINS + YIELDS {
+        if state.load(Ordering::Relaxed) != WAITING {
+            return;
+        }
+        if i < SPINS {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
     }
 }
 
-/// A worker's life: run a task, go back on the idle list, wait for the next one.
-fn worker_loop(
-    inner: &Inner,
-    first: Task,
-    tx: chan::Sender<Option<Task>>,
-    rx: chan::Receiver<Option<Task>>,
-) {
+/// Tells retired workers to exit.
+fn retire(workers: Vec<Idler>) {
+    for w in workers {
+        w.slot.hand(None);
+    }
+}
+
+/// Starts a worker (already counted in `running`) with its first task.
+fn start_worker(inner: &Arc<Inner>, first: Task) {
+    let inner = inner.clone();
+    drop(gort_runtime::go!(move || worker_loop(&inner, first)));
+}
+
+/// A worker's life: run a task; then take the task of a waiting submitter if there is one,
+/// else go back on the idle list and wait for the next.
+fn worker_loop(inner: &Inner, first: Task) {
+    let slot = Arc::new(Slot {
+        state: AtomicU8::new(EMPTY),
+        task: UnsafeCell::new(None),
+        worker: Unparker::current(),
+    });
     let mut task = first;
     loop {
-        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)) {
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run()))
+        {
             if let Some(h) = &inner.panic_handler {
                 h(payload);
             }
         }
-        {
-            let mut st = inner.state.lock();
-            if st.closed || st.running > inner.cap.load(Ordering::Relaxed) {
-                // Released or shrunk: this worker goes.
-                st.running -= 1;
-                inner.running.store(st.running, Ordering::Relaxed);
-                if st.running == 0 {
-                    inner.all_done.notify_all();
-                }
-                inner.worker_free.notify_one();
-                return;
+        let mut st = inner.lock();
+        if st.closed || st.running > inner.cap.load(Ordering::Relaxed) {
+            // Released or shrunk: this worker goes.
+            let n = st.running - 1;
+            st.set_running(inner, n);
+            drop(st);
+            if n == 0 {
+                inner.note_all_done();
             }
-            st.idle.push(Worker {
-                tx: tx.clone(),
-                idle_since: Instant::now(),
-            });
-            if st.waiting > 0 {
-                inner.worker_free.notify_one();
-            }
+            return;
         }
-        match rx.recv() {
-            Ok(Some(t)) => task = t,
+        if let Some((next, submitter)) = serve_waiter(&mut st) {
+            inner.set_waiting(&st);
+            drop(st);
+            submitter.unpark();
+            task = next;
+            continue;
+        }
+        st.idle.push(Idler {
+            slot: slot.clone(),
+            since: inner.epoch.load(Ordering::Relaxed),
+        });
+        drop(st);
+        match slot.wait() {
+            Some(t) => task = t,
             // Retired (expiry, shrink, release): the retirer has counted us out.
-            _ => return,
+            None => return,
         }
     }
 }
+
+/// The function of a `PoolWithFunc`, as its tasks carry it. It is alive whenever such a task
+/// runs: tasks run only on the pool's workers, each of which holds the pool's `Inner`, which
+/// keeps a reference to the function (`PoolBuilder::keep`). A task dropped unrun never
+/// dereferences it.
+struct FuncPtr<T>(*const (dyn Fn(T) + Send + Sync));
+
+// SAFETY: the function is `Send + Sync`, and alive where it is used (see above).
+unsafe impl<T> Send for FuncPtr<T> {}
 
 /// A pool whose workers all run one function, fixed at build time, on the argument of each
 /// `invoke` (ants' `PoolWithFunc`).
@@ -609,10 +818,7 @@ impl<T: Send + 'static> PoolWithFunc<T> {
     where
         F: Fn(T) + Send + Sync + 'static,
     {
-        Ok(PoolWithFunc {
-            pool: Pool::new(capacity)?,
-            func: Arc::new(func),
-        })
+        PoolWithFunc::with_builder(Pool::builder().capacity(capacity), func)
     }
 
     /// A pool running `func`, built from `builder`'s options.
@@ -620,16 +826,26 @@ impl<T: Send + 'static> PoolWithFunc<T> {
     where
         F: Fn(T) + Send + Sync + 'static,
     {
+        let func: Arc<dyn Fn(T) + Send + Sync> = Arc::new(func);
+        let keep = PoolBuilder {
+            keep: Some(Box::new(func.clone())),
+            ..builder
+        };
         Ok(PoolWithFunc {
-            pool: builder.build()?,
-            func: Arc::new(func),
+            pool: keep.build()?,
+            func,
         })
     }
 
     /// Runs the function on `arg`, on a worker (as `Pool::submit`).
     pub fn invoke(&self, arg: T) -> Result<(), PoolError> {
-        let f = self.func.clone();
-        self.pool.submit(move || f(arg))
+        // A pointer rather than an `Arc` clone per task: a count shared by every core.
+        let f = FuncPtr(Arc::as_ptr(&self.func));
+        self.pool.submit(move || {
+            let f = f;
+            // SAFETY: see `FuncPtr`.
+            unsafe { (*f.0)(arg) }
+        })
     }
 
     /// The underlying pool: `running`, `tune`, `release`, ...

@@ -234,3 +234,17 @@ pub fn max_procs() -> usize {
 pub fn num_green_threads() -> usize {
     sched().live_gs()
 }
+
+/// Whether the caller runs on a green thread (as opposed to a plain OS thread such as
+/// `main`). Blocking primitives behave the same either way; this is for code that wants to
+/// choose, say, between spinning and parking.
+///
+/// # Examples
+///
+/// ```
+/// assert!(!gort_runtime::is_green_thread());
+/// assert!(gort_runtime::go!(gort_runtime::is_green_thread).join().unwrap());
+/// ```
+pub fn is_green_thread() -> bool {
+    !crate::sched::current_g().is_null()
+}

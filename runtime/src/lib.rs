@@ -13,6 +13,7 @@ mod config;
 mod g;
 mod join;
 mod park;
+mod parking;
 mod sched;
 mod select;
 mod signal;
@@ -22,8 +23,9 @@ pub mod sync;
 pub mod time;
 mod timer;
 
-pub use join::{max_procs, num_green_threads, yield_now};
+pub use join::{is_green_thread, max_procs, num_green_threads, yield_now};
 pub use join::{spawn, Builder, JoinHandle};
+pub use parking::{park, park_timeout, Unparker};
 pub use time::sleep;
 
 /// Which stack-guard mechanism the process uses: `"madvise"` (`MADV_GUARD_INSTALL`, one
