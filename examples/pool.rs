@@ -16,6 +16,8 @@ use gort::sync::{Semaphore, WaitGroup};
 
 const TASKS: usize = 1_000_000;
 const POOL_SIZE: usize = 50_000;
+/// A pool sized for CPU-bound tasks (the CPU workload only).
+const SMALL_POOL: usize = 1_000;
 /// OS threads of the std baseline: as many as this machine runs comfortably at once
 /// (it fails near 16,400).
 const STD_THREADS: usize = 10_000;
@@ -101,8 +103,8 @@ fn semaphore_go(sleep: bool, sink: Arc<AtomicU64>) {
     wg.wait();
 }
 
-fn pool(sleep: bool, sink: Arc<AtomicU64>) {
-    let pool = Pool::new(POOL_SIZE).unwrap();
+fn pool(size: usize, sleep: bool, sink: Arc<AtomicU64>) {
+    let pool = Pool::new(size).unwrap();
     let wg = WaitGroup::new();
     for i in 0..TASKS as u64 {
         wg.add(1);
@@ -169,12 +171,17 @@ fn run_one(workload: &str, method: &str) -> (f64, f64) {
     let in_g = |f: fn(bool, Arc<AtomicU64>), sink: Arc<AtomicU64>| {
         gort::go!(move || f(sleep, sink)).join().unwrap()
     };
+    let pool_in_g = |size: usize, sink: Arc<AtomicU64>| {
+        gort::go!(move || pool(size, sleep, sink)).join().unwrap()
+    };
     let r = match method {
         "raw" => measure(|| raw_go(sleep, sink.clone())),
         "semaphore" => measure(|| semaphore_go(sleep, sink.clone())),
-        "pool" => measure(|| pool(sleep, sink.clone())),
+        "pool" => measure(|| pool(POOL_SIZE, sleep, sink.clone())),
+        "small-pool" => measure(|| pool(SMALL_POOL, sleep, sink.clone())),
         "raw-g" => measure(|| in_g(raw_go, sink.clone())),
-        "pool-g" => measure(|| in_g(pool, sink.clone())),
+        "pool-g" => measure(|| pool_in_g(POOL_SIZE, sink.clone())),
+        "small-pool-g" => measure(|| pool_in_g(SMALL_POOL, sink.clone())),
         _ => measure(|| std_threads(threads, sleep, sink.clone())),
     };
     assert!(sleep || sink.load(Ordering::Relaxed) > 0);
@@ -196,11 +203,26 @@ fn main() {
     println!(
         "| workload | method | wall ms | peak RSS growth MiB | wall vs raw go! | RSS vs raw go! |"
     );
+    // Rows submitted from a G compare with raw go! submitted from a G.
     println!("|---|---|---|---|---|---|");
     let exe = std::env::current_exe().unwrap();
     for workload in ["sleep", "cpu"] {
         let mut raw = (0.0, 0.0);
-        for method in ["raw", "semaphore", "pool", "std", "raw-g", "pool-g"] {
+        let methods: &[&str] = if workload == "sleep" {
+            &["raw", "semaphore", "pool", "std", "raw-g", "pool-g"]
+        } else {
+            &[
+                "raw",
+                "semaphore",
+                "pool",
+                "small-pool",
+                "std",
+                "raw-g",
+                "pool-g",
+                "small-pool-g",
+            ]
+        };
+        for &method in methods {
             let out = std::process::Command::new(&exe)
                 .args(["--one", workload, method])
                 .output()
@@ -210,7 +232,7 @@ fn main() {
                 .split_whitespace()
                 .map(|v| v.parse::<f64>().unwrap_or(f64::NAN));
             let (ms, mib) = (it.next().unwrap_or(f64::NAN), it.next().unwrap_or(f64::NAN));
-            if method == "raw" {
+            if method == "raw" || method == "raw-g" {
                 raw = (ms, mib);
             }
             let name = match method {
@@ -219,6 +241,8 @@ fn main() {
                 "pool-g" => format!("Pool({POOL_SIZE}), submitted from a G"),
                 "semaphore" => format!("Semaphore({POOL_SIZE})-bounded go!"),
                 "pool" => format!("Pool({POOL_SIZE})"),
+                "small-pool" => format!("Pool({SMALL_POOL})"),
+                "small-pool-g" => format!("Pool({SMALL_POOL}), submitted from a G"),
                 _ => format!(
                     "{} std threads",
                     if workload == "sleep" {
