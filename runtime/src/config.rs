@@ -1,5 +1,5 @@
-//! Start-up configuration read from the environment: `GORT_MAXPROCS`, `GORT_STACK_SIZE`
-//! and the `GORT_STACK_GUARD` test knob.
+//! Start-up configuration read from the environment: `GORT_MAXPROCS`, `GORT_MAXTHREADS`,
+//! `GORT_STACK_SIZE`, `GORT_DEBUG` and the `GORT_STACK_GUARD` test knob.
 //!
 //! Every bad value prints exactly one warning line to stderr that names the variable and
 //! the value, and the default is used instead: the runtime never refuses to start over an
@@ -9,6 +9,9 @@ use std::io::Write;
 
 /// The most P's a process may have (Go has no such cap; ours keeps per-P arrays small).
 pub(crate) const MAX_PROCS: usize = 256;
+
+/// Default cap on the OS threads the runtime starts (M's and sysmon), as Go's.
+pub(crate) const DEFAULT_MAX_THREADS: usize = 10_000;
 
 /// Default usable bytes of a green thread's stack (the guard pages come on top).
 pub(crate) const DEFAULT_STACK_SIZE: usize = 256 * 1024;
@@ -33,6 +36,13 @@ pub(crate) enum GuardMode {
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) procs: usize,
+    /// Cap on OS threads the runtime starts: M's (incl. those blocked in `blocking`) and
+    /// sysmon. At least `procs + 1`.
+    pub(crate) max_threads: usize,
+    /// `GORT_DEBUG=schedtrace=<ms>`: print a scheduler summary line every interval.
+    pub(crate) schedtrace: Option<std::time::Duration>,
+    /// `GORT_DEBUG=hogs=<ms>`: report G's that hold their P longer than this.
+    pub(crate) hogs: Option<std::time::Duration>,
     pub(crate) stack_size: usize,
     pub(crate) guard_mode: GuardMode,
 }
@@ -61,6 +71,64 @@ pub(crate) fn parse_procs(raw: &str, default: usize) -> Result<usize, String> {
              using {default} (the CPU count)"
         )),
     }
+}
+
+/// Parses a `GORT_MAXTHREADS` value given the P count. `Err` carries the warning to print
+/// and the value to use.
+pub(crate) fn parse_max_threads(raw: &str, procs: usize) -> Result<usize, (String, usize)> {
+    let floor = procs + 1;
+    match raw.trim().parse::<i64>() {
+        Ok(n) if n >= floor as i64 => Ok(n as usize),
+        Ok(n) if n >= 1 => Err((
+            format!(
+                "GORT_MAXTHREADS={raw:?} is below {floor} (one thread per P plus the monitor); \
+                 using {floor}"
+            ),
+            floor,
+        )),
+        _ => Err((
+            format!(
+                "ignoring GORT_MAXTHREADS={raw:?}: expected a whole number of at least {floor}; \
+                 using {DEFAULT_MAX_THREADS}"
+            ),
+            DEFAULT_MAX_THREADS.max(floor),
+        )),
+    }
+}
+
+/// The settings of `GORT_DEBUG`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Debug {
+    pub(crate) schedtrace: Option<std::time::Duration>,
+    pub(crate) hogs: Option<std::time::Duration>,
+}
+
+/// Parses `GORT_DEBUG`: comma-separated `key=value` pairs, as Go's `GODEBUG`. Returns the
+/// settings and one warning per bad pair (which is ignored).
+pub(crate) fn parse_debug(raw: &str) -> (Debug, Vec<String>) {
+    let mut d = Debug::default();
+    let mut warnings = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (key, value) = item.split_once('=').unwrap_or((item, ""));
+        let ms = value.trim().parse::<u64>().ok().filter(|&ms| ms >= 1);
+        let slot = match key.trim() {
+            "schedtrace" => &mut d.schedtrace,
+            "hogs" => &mut d.hogs,
+            other => {
+                warnings.push(format!(
+                    "ignoring {other:?} in GORT_DEBUG: known settings are schedtrace=<ms> and hogs=<ms>"
+                ));
+                continue;
+            }
+        };
+        match ms {
+            Some(ms) => *slot = Some(std::time::Duration::from_millis(ms)),
+            None => warnings.push(format!(
+                "ignoring {item:?} in GORT_DEBUG: expected a whole number of milliseconds, at least 1"
+            )),
+        }
+    }
+    (d, warnings)
 }
 
 /// Parses a stack size: a number of bytes with an optional `k`/`K`/`KiB` or `m`/`M`/`MiB`
@@ -138,8 +206,39 @@ impl Config {
                 GuardMode::Auto
             }
         };
+        let max_threads = match std::env::var("GORT_MAXTHREADS") {
+            Ok(raw) if raw.trim().is_empty() => DEFAULT_MAX_THREADS.max(procs + 1),
+            Ok(raw) => parse_max_threads(&raw, procs).unwrap_or_else(|(msg, n)| {
+                warn(&msg);
+                n
+            }),
+            Err(std::env::VarError::NotPresent) => DEFAULT_MAX_THREADS.max(procs + 1),
+            Err(std::env::VarError::NotUnicode(raw)) => {
+                warn(&format!(
+                    "ignoring GORT_MAXTHREADS={raw:?}: not valid UTF-8; using {DEFAULT_MAX_THREADS}"
+                ));
+                DEFAULT_MAX_THREADS.max(procs + 1)
+            }
+        };
+        let debug = match std::env::var("GORT_DEBUG") {
+            Ok(raw) => {
+                let (d, warnings) = parse_debug(&raw);
+                for w in warnings {
+                    warn(&w);
+                }
+                d
+            }
+            Err(std::env::VarError::NotPresent) => Debug::default(),
+            Err(std::env::VarError::NotUnicode(raw)) => {
+                warn(&format!("ignoring GORT_DEBUG={raw:?}: not valid UTF-8"));
+                Debug::default()
+            }
+        };
         Config {
             procs,
+            max_threads,
+            schedtrace: debug.schedtrace,
+            hogs: debug.hogs,
             stack_size,
             guard_mode,
         }
@@ -162,6 +261,34 @@ mod tests {
             let msg = parse_procs(bad, 2).unwrap_err();
             assert!(msg.contains("GORT_MAXPROCS"), "{msg}");
         }
+    }
+
+    #[test]
+    fn max_threads_values() {
+        assert_eq!(parse_max_threads("16", 2), Ok(16));
+        assert_eq!(parse_max_threads(" 3 ", 2), Ok(3));
+        let (msg, n) = parse_max_threads("2", 2).unwrap_err();
+        assert!(msg.contains("below 3"), "{msg}");
+        assert_eq!(n, 3);
+        for bad in ["0", "-4", "many", "1.5", ""] {
+            let (msg, n) = parse_max_threads(bad, 2).unwrap_err();
+            assert!(msg.contains("GORT_MAXTHREADS"), "{msg}");
+            assert_eq!(n, DEFAULT_MAX_THREADS);
+        }
+    }
+
+    #[test]
+    fn debug_values() {
+        use std::time::Duration;
+        let (d, w) = parse_debug("schedtrace=100, hogs=5");
+        assert_eq!(d.schedtrace, Some(Duration::from_millis(100)));
+        assert_eq!(d.hogs, Some(Duration::from_millis(5)));
+        assert!(w.is_empty());
+        let (d, w) = parse_debug("schedtrace=0,hogs=x,gctrace=1,schedtrace");
+        assert_eq!(d, Debug::default());
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert!(w[2].contains("\"gctrace\""), "{w:?}");
+        assert_eq!(parse_debug("").0, Debug::default());
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub(crate) enum Suspend {
     Yield,
     /// `park`: the state word says PARKING; the M decides its fate after the switch.
     Park,
+    /// `blocking` returned and found no P for its M: queue the G globally; the M, which
+    /// holds no P now, goes to sleep.
+    NoP,
 }
 
 pub(crate) type Coro = Coroutine<(), Suspend, (), GStack>;

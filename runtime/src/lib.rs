@@ -19,6 +19,7 @@ mod select;
 mod signal;
 mod spin;
 mod stack;
+mod sysmon;
 pub mod sync;
 pub mod time;
 mod timer;
@@ -26,6 +27,7 @@ mod timer;
 pub use join::{is_green_thread, max_procs, num_green_threads, yield_now};
 pub use join::{spawn, Builder, JoinHandle};
 pub use parking::{park, park_timeout, Unparker};
+pub use sysmon::{blocking, stats, Stats};
 pub use time::sleep;
 
 /// Which stack-guard mechanism the process uses: `"madvise"` (`MADV_GUARD_INSTALL`, one

@@ -36,8 +36,8 @@
 use std::cell::{Cell, UnsafeCell};
 use std::ptr;
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock};
 use std::thread::Thread;
 
 use corosensei::CoroutineResult;
@@ -109,7 +109,29 @@ pub(crate) struct P {
     /// (load + store, no read-modify-write); read by anyone.
     spawned: AtomicU64,
     finished: AtomicU64,
+    /// G's that parked on this P / that the holder of this P unparked (owner-only, as
+    /// above; for `stats`).
+    pub(crate) parked: AtomicU64,
+    pub(crate) unparked: AtomicU64,
+    /// Stacks in this P's cache (owner-only; for `stats`).
+    stacks_cached: AtomicUsize,
+    /// `P_IDLE`, `P_RUNNING` or `P_SYSCALL`: see "Hand-off" in the module docs.
+    pub(crate) status: AtomicU8,
+    /// Bumped by every `blocking` call on this P (owner-only): sysmon hands a P off only
+    /// after it saw the same call on two of its rounds.
+    pub(crate) syscalltick: AtomicU64,
+    /// A mirror of the P's schedule tick, and the id of the G running on it (0: none),
+    /// stored by the holder at each resume: sysmon's view for the hog report.
+    pub(crate) tick: AtomicU64,
+    pub(crate) running_g: AtomicU64,
 }
+
+/// In the idle list (or being handed from sysmon to an M).
+pub(crate) const P_IDLE: u8 = 0;
+/// Held by an M running G's.
+pub(crate) const P_RUNNING: u8 = 1;
+/// Held by an M whose G is inside `blocking`: sysmon may take it (CAS to `P_IDLE`).
+pub(crate) const P_SYSCALL: u8 = 2;
 
 struct PLocal {
     schedtick: u32,
@@ -153,7 +175,7 @@ impl P {
         unsafe { &*self.spawnq.get() }
     }
 
-    fn has_work(&self) -> bool {
+    pub(crate) fn has_work(&self) -> bool {
         !self.stealer.is_empty()
             || !self.spawn_stealer.is_empty()
             || !self.runnext.load(Ordering::Relaxed).is_null()
@@ -187,11 +209,28 @@ pub(crate) struct Sched {
     idle: Mutex<Idle>,
     /// `idle.pidle.len()`, readable without the lock. Updated under the lock, SeqCst: it is
     /// one side of the submitter/idler protocol (module docs).
-    npidle: AtomicUsize,
+    pub(crate) npidle: AtomicUsize,
     /// M's looking for work. SeqCst for the same reason.
-    nmspinning: AtomicUsize,
+    pub(crate) nmspinning: AtomicUsize,
     /// M's started so far (names them).
     mcount: AtomicUsize,
+    /// OS threads the runtime runs (M's and sysmon), at most `max_threads`.
+    pub(crate) nthreads: AtomicUsize,
+    pub(crate) max_threads: usize,
+    /// Starts sysmon with the first M.
+    sysmon_once: Once,
+    /// Sysmon's thread, once started.
+    pub(crate) sysmon_thread: OnceLock<Thread>,
+    /// Set by sysmon before a sleep of a millisecond or more (or an indefinite one); a G
+    /// entering `blocking` that sees it wakes sysmon (see `sysmon.rs`).
+    pub(crate) sysmon_sleeping: AtomicBool,
+    /// `GORT_DEBUG` settings.
+    pub(crate) schedtrace: Option<std::time::Duration>,
+    pub(crate) hogs: Option<std::time::Duration>,
+    /// When the runtime started (schedtrace's clock).
+    pub(crate) started: std::time::Instant,
+    /// G's unparked by threads holding no P (for `stats`).
+    pub(crate) ext_unparked: AtomicU64,
     /// The default stack class.
     pub(crate) stacks: &'static StackClass,
     /// Every timer of the runtime (see `timer.rs`).
@@ -224,6 +263,8 @@ thread_local! {
     static CUR_P: Cell<usize> = const { Cell::new(NO_P) };
     /// The G running on this thread, or null.
     static CUR_G: Cell<*const G> = const { Cell::new(ptr::null()) };
+    /// The G inside `blocking` on this thread, or null.
+    static BLOCKING_G: Cell<*const G> = const { Cell::new(ptr::null()) };
 }
 
 // Thread-local accessors are never inlined: a G may move to another OS thread at any
@@ -237,7 +278,7 @@ pub(crate) fn current_p() -> usize {
 }
 
 #[inline(never)]
-fn set_current_p(p: usize) {
+pub(crate) fn set_current_p(p: usize) {
     CUR_P.with(|c| c.set(p));
 }
 
@@ -249,11 +290,24 @@ pub(crate) fn current_g() -> *const G {
 
 /// `current_g` for the signal handler: null if the thread-local is already gone.
 pub(crate) fn current_g_for_signal() -> *const G {
-    CUR_G.try_with(|c| c.get()).unwrap_or(ptr::null())
+    let g = CUR_G.try_with(|c| c.get()).unwrap_or(ptr::null());
+    if g.is_null() {
+        BLOCKING_G.try_with(|c| c.get()).unwrap_or(ptr::null())
+    } else {
+        g
+    }
+}
+
+/// Marks this thread as running `g` inside `blocking` (null: no longer): the thread then
+/// acts as a plain OS thread (no current G or P), but the overflow handler still knows
+/// whose stack it is on.
+#[inline(never)]
+pub(crate) fn set_blocking_g(g: *const G) {
+    BLOCKING_G.with(|c| c.set(g));
 }
 
 #[inline(never)]
-fn set_current_g(g: *const G) {
+pub(crate) fn set_current_g(g: *const G) {
     CUR_G.with(|c| c.set(g));
 }
 
@@ -297,6 +351,13 @@ impl Sched {
                     }),
                     spawned: AtomicU64::new(0),
                     finished: AtomicU64::new(0),
+                    parked: AtomicU64::new(0),
+                    unparked: AtomicU64::new(0),
+                    stacks_cached: AtomicUsize::new(0),
+                    status: AtomicU8::new(P_IDLE),
+                    syscalltick: AtomicU64::new(0),
+                    tick: AtomicU64::new(0),
+                    running_g: AtomicU64::new(0),
                 }
             })
             .collect();
@@ -315,6 +376,15 @@ impl Sched {
             npidle: AtomicUsize::new(cfg.procs),
             nmspinning: AtomicUsize::new(0),
             mcount: AtomicUsize::new(0),
+            nthreads: AtomicUsize::new(0),
+            max_threads: cfg.max_threads,
+            sysmon_once: Once::new(),
+            sysmon_thread: OnceLock::new(),
+            sysmon_sleeping: AtomicBool::new(false),
+            schedtrace: cfg.schedtrace,
+            hogs: cfg.hogs,
+            started: std::time::Instant::now(),
+            ext_unparked: AtomicU64::new(0),
             stacks: StackClass::for_size(cfg.stack_size),
             timers: Timers::new(),
             ext_spawned: AtomicU64::new(0),
@@ -562,18 +632,23 @@ impl Sched {
         }
     }
 
-    /// Makes a G runnable from wherever the caller is: on the current P's `runnext` if this
-    /// thread is an M, else on the global queue. Then `wakep`.
+    /// Makes a parked G runnable from wherever the caller is: on the current P's `runnext`
+    /// if this thread is an M, else on the global queue. Then `wakep`.
     ///
     /// `next` puts it in `runnext`, to run as soon as the waker blocks (Go's `ready`: what
     /// makes a hand-off between two G's fast); otherwise at the tail of the local queue.
     pub(crate) fn ready(&self, g: GRef, next: bool) {
         let pid = current_p();
         if pid != NO_P {
+            let p = &self.ps[pid];
+            // Owner-only counter (see P).
+            p.unparked
+                .store(p.unparked.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             // SAFETY: CUR_P says this thread's M holds the P.
-            unsafe { self.runqput(&self.ps[pid], g, next) };
+            unsafe { self.runqput(p, g, next) };
             self.wakep(false);
         } else {
+            self.ext_unparked.fetch_add(1, Ordering::Relaxed);
             self.injector.push(g);
             self.wakep(true);
         }
@@ -614,16 +689,23 @@ impl Sched {
     /// `spinning`, the caller has already counted the M in `nmspinning`.
     fn startm(&self, spinning: bool) {
         let mut idle = lock(&self.idle);
-        let Some(pid) = idle.pidle.pop() else {
+        let Some(pid) = self.pidle_pop(&mut idle, NO_P) else {
             drop(idle);
             if spinning {
                 self.nmspinning.fetch_sub(1, Ordering::SeqCst);
             }
             return;
         };
-        self.npidle.fetch_sub(1, Ordering::SeqCst);
-        let m = idle.midle.pop();
         drop(idle);
+        self.startm_on(pid, spinning);
+    }
+
+    /// Runs an M on `pid`, which the caller took (from the idle list, or from a G inside
+    /// `blocking`): a parked M if any, else a new thread; at the thread cap, the P goes
+    /// back to the idle list until an M comes back.
+    pub(crate) fn startm_on(&self, pid: usize, spinning: bool) {
+        self.ps[pid].status.store(P_RUNNING, Ordering::Relaxed);
+        let m = lock(&self.idle).midle.pop();
         match m {
             Some(note) => {
                 note.spinning.store(spinning, Ordering::Relaxed);
@@ -636,31 +718,177 @@ impl Sched {
         }
     }
 
+    /// Whether an M could be had now for a P: a parked one, or room under the thread cap.
+    pub(crate) fn can_start_m(&self) -> bool {
+        self.nthreads.load(Ordering::Relaxed) < self.max_threads
+            || !lock(&self.idle).midle.is_empty()
+    }
+
+    /// Counts one more runtime thread if the cap allows.
+    fn reserve_thread(&self) -> bool {
+        self.nthreads
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_threads).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
     fn newm(&self, pid: usize, spinning: bool) {
-        let n = self.mcount.fetch_add(1, Ordering::Relaxed);
-        let spawned = std::thread::Builder::new()
-            .name(format!("gort-m{n}"))
-            .spawn(move || mstart(pid, spinning));
-        if let Err(e) = spawned {
-            // No thread: give the P back so that another M can take it, and say why.
-            eprintln!("gort: cannot start an OS thread for the scheduler: {e}");
-            if spinning {
-                self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+        self.sysmon_once.call_once(|| {
+            if self.reserve_thread() {
+                let spawned = std::thread::Builder::new()
+                    .name("gort-sysmon".into())
+                    .spawn(crate::sysmon::sysmon);
+                if let Err(e) = spawned {
+                    self.nthreads.fetch_sub(1, Ordering::Relaxed);
+                    eprintln!(
+                        "gort: cannot start the monitor thread: {e}; G's blocked in \
+                         `blocking` keep their P"
+                    );
+                }
             }
-            self.pidleput(pid);
+        });
+        if self.reserve_thread() {
+            let n = self.mcount.fetch_add(1, Ordering::Relaxed);
+            let spawned = std::thread::Builder::new()
+                .name(format!("gort-m{n}"))
+                .spawn(move || mstart(pid, spinning));
+            match spawned {
+                Ok(_) => return,
+                Err(e) => {
+                    self.nthreads.fetch_sub(1, Ordering::Relaxed);
+                    // No thread: say why; the P goes back below, for another M.
+                    eprintln!("gort: cannot start an OS thread for the scheduler: {e}");
+                }
+            }
         }
+        // No M (or at GORT_MAXTHREADS): the P waits in the idle list for an M to come back.
+        if spinning {
+            self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.pidleput(pid);
     }
 
     fn pidleput(&self, pid: usize) {
         let mut idle = lock(&self.idle);
+        self.pidle_push(&mut idle, pid);
+    }
+
+    /// Go's `handoffp`: finds a use for a P taken from a G inside `blocking` (its status
+    /// already `P_IDLE`). With work around, an M runs it; with nobody looking for work, a
+    /// spinning M does; else it goes on the idle list, followed — the idler's half of the
+    /// protocol in the module docs — by one more look at the queues.
+    pub(crate) fn handoffp(&self, pid: usize) {
+        if self.ps[pid].has_work() || !self.injector.is_empty() {
+            self.startm_on(pid, false);
+            return;
+        }
+        if self.nmspinning.load(Ordering::Relaxed) + self.npidle.load(Ordering::Relaxed) == 0
+            && self
+                .nmspinning
+                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.startm_on(pid, true);
+            return;
+        }
+        self.pidleput(pid);
+        // SeqCst fence: pairs with the fence in `wakep` (module docs).
+        fence(Ordering::SeqCst);
+        if self.any_work() {
+            self.wakep(false);
+        }
+    }
+
+    /// Pushes `pid` on the idle list. The caller holds the idle lock.
+    fn pidle_push(&self, idle: &mut Idle, pid: usize) {
+        self.ps[pid].status.store(P_IDLE, Ordering::Relaxed);
         idle.pidle.push(pid);
         self.npidle.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Takes an idle P, `want` if it is idle, else the most recently idled one. The caller
+    /// holds the idle lock.
+    fn pidle_pop(&self, idle: &mut Idle, want: usize) -> Option<usize> {
+        let pid = match idle.pidle.iter().rposition(|&p| p == want) {
+            Some(i) => idle.pidle.remove(i),
+            None => idle.pidle.pop()?,
+        };
+        self.npidle.fetch_sub(1, Ordering::SeqCst);
+        self.ps[pid].status.store(P_RUNNING, Ordering::Relaxed);
+        Some(pid)
+    }
+
+    /// Takes an idle P for the caller's M (preferring `want`), if there is one.
+    pub(crate) fn pidleget(&self, want: usize) -> Option<usize> {
+        if self.npidle.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.pidle_pop(&mut lock(&self.idle), want)
+    }
+
+    /// The P's.
+    pub(crate) fn ps(&self) -> &[P] {
+        &self.ps
+    }
+
+    /// The scheduler's figures for schedtrace and `stats` (each read on its own, so a busy
+    /// runtime gives a blurred picture; a quiet one, an exact one).
+    pub(crate) fn view(&self) -> SchedView {
+        let (idle_threads, idle_procs) = {
+            let idle = lock(&self.idle);
+            (idle.midle.len(), idle.pidle.len())
+        };
+        let local = self
+            .ps
+            .iter()
+            .map(|p| {
+                p.stealer.len()
+                    + p.spawn_stealer.len()
+                    + usize::from(!p.runnext.load(Ordering::Relaxed).is_null())
+            })
+            .collect();
+        let mut parked = 0u64;
+        let mut unparked = self.ext_unparked.load(Ordering::Relaxed);
+        let mut stacks_cached = 0;
+        for p in self.ps.iter() {
+            parked += p.parked.load(Ordering::Relaxed);
+            unparked += p.unparked.load(Ordering::Relaxed);
+            stacks_cached += p.stacks_cached.load(Ordering::Relaxed);
+        }
+        SchedView {
+            procs: self.procs,
+            idle_procs,
+            threads: self.nthreads.load(Ordering::Relaxed),
+            spinning_threads: self.nmspinning.load(Ordering::Relaxed),
+            idle_threads,
+            global_queue: self.injector.len(),
+            local_queues: local,
+            live_gs: self.live_gs(),
+            parked_gs: parked.saturating_sub(unparked) as usize,
+            stacks_cached,
+        }
+    }
+
     /// Is there a runnable G in any queue?
-    fn any_work(&self) -> bool {
+    pub(crate) fn any_work(&self) -> bool {
         !self.injector.is_empty() || self.ps.iter().any(P::has_work)
     }
+}
+
+/// See `Sched::view`.
+pub(crate) struct SchedView {
+    pub(crate) procs: usize,
+    pub(crate) idle_procs: usize,
+    pub(crate) threads: usize,
+    pub(crate) spinning_threads: usize,
+    pub(crate) idle_threads: usize,
+    pub(crate) global_queue: usize,
+    pub(crate) local_queues: Vec<usize>,
+    pub(crate) live_gs: usize,
+    pub(crate) parked_gs: usize,
+    /// In the P's caches only.
+    pub(crate) stacks_cached: usize,
 }
 
 /// An M: the scheduler loop on an OS thread's own stack.
@@ -709,6 +937,10 @@ impl M {
     /// Go's `schedule`: find a G, run it, forever.
     fn schedule(&mut self) -> ! {
         loop {
+            if self.p == NO_P {
+                // Our G left `blocking` and found no P: sleep until handed one.
+                self.stopm();
+            }
             let g = self.find_runnable();
             if self.spinning {
                 self.reset_spinning();
@@ -793,8 +1025,7 @@ impl M {
                     }
                     continue 'top;
                 }
-                idle.pidle.push(self.p);
-                s.npidle.fetch_add(1, Ordering::SeqCst);
+                s.pidle_push(&mut idle, self.p);
             }
             self.p = NO_P;
             set_current_p(NO_P);
@@ -807,8 +1038,7 @@ impl M {
             fence(Ordering::SeqCst);
             if s.any_work() {
                 let mut idle = lock(&s.idle);
-                if let Some(pid) = idle.pidle.pop() {
-                    s.npidle.fetch_sub(1, Ordering::SeqCst);
+                if let Some(pid) = s.pidle_pop(&mut idle, NO_P) {
                     drop(idle);
                     self.p = pid;
                     set_current_p(pid);
@@ -941,11 +1171,28 @@ impl M {
         // Cleared when `g` leaves this M, whichever way it leaves.
         let _clear = ClearCurrentG;
         loop {
+            let p = self.p();
             // SAFETY: this M holds its P.
-            let l = unsafe { self.p().local() };
+            let l = unsafe { p.local() };
             l.schedtick = l.schedtick.wrapping_add(1);
+            // For sysmon's hog report (plain stores; only the holder writes them).
+            p.tick.store(l.schedtick as u64, Ordering::Relaxed);
+            p.running_g.store(o.id, Ordering::Relaxed);
             let r = o.coro.as_mut().expect("bound above").resume(());
+            // `blocking` may have left this M with another P, or none.
+            self.p = current_p();
+            if self.p != NO_P {
+                self.p().running_g.store(0, Ordering::Relaxed);
+            }
             match r {
+                CoroutineResult::Yield(Suspend::NoP) => {
+                    // The G left `blocking` and no P was free: it waits in the global
+                    // queue for an M with a P, and this M, without one, goes to sleep
+                    // (`schedule`). Do not touch the G after the push.
+                    s.injector.push(g);
+                    s.wakep(true);
+                    return;
+                }
                 CoroutineResult::Yield(Suspend::Yield) => {
                     let p = self.p();
                     // Fast path: nothing else is runnable here or globally, so the G would
@@ -983,6 +1230,10 @@ impl M {
                         // never drops to zero and back. Do not touch the G after this.
                         Ok(_) => {
                             let _ = g.into_raw();
+                            let p = self.p();
+                            // Owner-only counter (see P).
+                            p.parked
+                                .store(p.parked.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                             return;
                         }
                         Err(NOTIFIED) => {
@@ -1012,11 +1263,17 @@ impl M {
         }
         // SAFETY: this M holds its P.
         let l = unsafe { self.p().local() };
-        if let Some(st) = l.stacks.pop() {
-            return Ok(st);
-        }
-        class.take_cached(STACK_CACHE_CAP / 2, &mut l.stacks);
-        match l.stacks.pop() {
+        let st = match l.stacks.pop() {
+            Some(st) => Some(st),
+            None => {
+                class.take_cached(STACK_CACHE_CAP / 2, &mut l.stacks);
+                l.stacks.pop()
+            }
+        };
+        self.p()
+            .stacks_cached
+            .store(l.stacks.len(), Ordering::Relaxed);
+        match st {
             Some(st) => Ok(st),
             None => class.alloc(),
         }
@@ -1036,6 +1293,9 @@ impl M {
             self.sched.stacks.free_many(half.into_iter());
         }
         l.stacks.push(st);
+        self.p()
+            .stacks_cached
+            .store(l.stacks.len(), Ordering::Relaxed);
     }
 }
 

@@ -155,8 +155,9 @@ struct ClassLists {
     /// The arena being carved: next slot address and end.
     carve_next: usize,
     carve_end: usize,
-    /// Arenas mapped so far.
+    /// Arenas mapped so far, and their bytes.
     arenas: usize,
+    reserved: usize,
 }
 
 /// All stacks of one usable size.
@@ -208,6 +209,7 @@ impl StackClass {
                 carve_next: 0,
                 carve_end: 0,
                 arenas: 0,
+                reserved: 0,
             }),
         }));
         classes.push(class);
@@ -242,6 +244,7 @@ impl StackClass {
                     l.carve_next = start;
                     l.carve_end = end;
                     l.arenas += 1;
+                    l.reserved += end - start;
                 }
                 let lo = l.carve_next;
                 l.carve_next += self.stride;
@@ -350,6 +353,20 @@ impl StackClass {
             )
         })
     }
+}
+
+/// Stacks in the global caches of every class, and the virtual bytes of every arena mapped
+/// (for `stats`).
+pub(crate) fn totals() -> (usize, usize) {
+    let classes: Vec<&'static StackClass> = lock(&CLASSES).clone();
+    let mut cached = 0;
+    let mut reserved = 0;
+    for c in classes {
+        let l = lock(&c.lists);
+        cached += l.dirty.len() + l.clean.len() + l.cold.len();
+        reserved += l.reserved;
+    }
+    (cached, reserved)
 }
 
 /// Every stack class's dirty stacks, scrubbed in batches of at most `max` per class.

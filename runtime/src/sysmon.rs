@@ -1,0 +1,383 @@
+//! Blocking calls, the monitor thread, and the scheduler's figures: Go's
+//! `entersyscall`/`exitsyscall`, `sysmon`, `schedtrace`.
+//!
+//! # Hand-off
+//!
+//! A P is in one of three states (`P::status`): `P_IDLE` (on the idle list, or in transit
+//! from sysmon to an M), `P_RUNNING` (held by an M running G's) or `P_SYSCALL` (held by an M
+//! whose G is inside [`blocking`]). Only the holder moves `P_RUNNING -> P_SYSCALL`, on the
+//! way into `blocking`. A P in `P_SYSCALL` belongs to whoever wins a compare-exchange out of
+//! it: the M itself on the way out (`P_SYSCALL -> P_RUNNING`, the fast path: one CAS), or
+//! sysmon (`P_SYSCALL -> P_IDLE`), which then hands the P to another M (`Sched::handoffp`).
+//! The loser of that race never touches the P again: an M that comes out of `blocking` and
+//! finds its P gone takes any idle P, or else suspends its G into the global queue and
+//! goes to sleep as an idle M.
+//!
+//! While inside `blocking`, the thread is a plain OS thread to the runtime (no current G
+//! or P): gort calls made from `f` block the thread, spawns go to the global queue. That is
+//! what makes it safe for another M to run the P meanwhile.
+//!
+//! # Sysmon
+//!
+//! One thread, started with the first M (counted under `GORT_MAXTHREADS`). Each round it
+//! looks at every P: a P seen in the same `blocking` call on two rounds in a row (so for at
+//! least one sysmon delay, 20 µs or more) is taken and handed off, unless it has no queued
+//! work and another M or P is free to run what comes (then it waits up to 10 ms, as Go's
+//! `retake` does); at the thread cap it waits for an M to come back. A P seen running the
+//! same G for longer than `GORT_DEBUG=hogs=<ms>` is reported once. The delay between rounds
+//! is 20 µs, doubling after 50 rounds that took nothing, up to 10 ms; when every P is idle
+//! (and no debug output is asked for) sysmon sleeps until a G enters `blocking`.
+
+use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::g::Suspend;
+use crate::sched::{
+    current_g, current_p, sched, set_blocking_g, set_current_g, set_current_p, suspend, Sched,
+    NO_P, P_IDLE, P_RUNNING, P_SYSCALL,
+};
+
+/// Sysmon's shortest and longest delay between rounds.
+const MIN_DELAY: Duration = Duration::from_micros(20);
+const MAX_DELAY: Duration = Duration::from_millis(10);
+/// Rounds that took nothing before the delay starts doubling.
+const PATIENT_ROUNDS: u32 = 50;
+/// How long a blocked P with nothing queued may keep its P while others are free.
+const SYSCALL_GRACE: Duration = Duration::from_millis(10);
+/// Sleeps at least this long are announced in `sysmon_sleeping`, so that `blocking` wakes
+/// sysmon instead of waiting the sleep out.
+const LONG_SLEEP: Duration = Duration::from_millis(1);
+
+/// Runs `f`, letting the other green threads of this OS thread's P move to another OS
+/// thread if `f` blocks for long: for file I/O, DNS, a C library, `std::thread::sleep`, a
+/// `std` lock — any call that blocks the OS thread instead of parking the green thread.
+///
+/// The P stays with the caller while `f` runs; if `f` is still running after about 20 µs,
+/// the monitor thread hands the P to another OS thread (an idle one, or a new one, up to
+/// `GORT_MAXTHREADS`), so the P's other green threads keep running. When `f` returns, the
+/// caller takes its P back if it is still free, else any idle P, else it waits in the
+/// global run queue. The round trip when `f` is quick costs a few atomic operations.
+///
+/// Inside `f` the thread acts as a plain OS thread: gort's channels and locks used from `f`
+/// block the thread, and `go!` spawns to the global queue. Called outside a green thread,
+/// `blocking` just runs `f`. A panic in `f` propagates to the caller.
+///
+/// # Examples
+///
+/// ```
+/// let h = gort_runtime::go!(|| {
+///     gort_runtime::blocking(|| std::fs::read_to_string("/proc/self/status").unwrap().len())
+/// });
+/// assert!(h.join().unwrap() > 0);
+/// ```
+pub fn blocking<F, R>(f: F) -> R
+where
+    F: FnOnce() -> R,
+{
+    let g = current_g();
+    if g.is_null() {
+        return f();
+    }
+    let s = sched();
+    let pid = current_p();
+    debug_assert_ne!(pid, NO_P, "a G runs on an M holding a P");
+    let p = &s.ps()[pid];
+    // entersyscall. Owner-only counter and hog marker (see P).
+    p.syscalltick
+        .store(p.syscalltick.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    p.running_g.store(0, Ordering::Relaxed);
+    set_current_g(ptr::null());
+    set_current_p(NO_P);
+    set_blocking_g(g);
+    // SeqCst: its Release half publishes this M's use of the P (queues, caches) to whoever
+    // takes it with an Acquire CAS (sysmon, or another M leaving `blocking`); with the
+    // SeqCst load below it is one side of a store-buffer pair with sysmon, which stores
+    // `sysmon_sleeping` and then reads the idle count: either sysmon sees a busy P and
+    // stays awake, or we see it asleep and wake it.
+    p.status.store(P_SYSCALL, Ordering::SeqCst);
+    if s.sysmon_sleeping.load(Ordering::SeqCst) {
+        wake_sysmon(s);
+    }
+    let r = catch_unwind(AssertUnwindSafe(f));
+    exitsyscall(s, g, pid);
+    match r {
+        Ok(v) => v,
+        Err(payload) => resume_unwind(payload),
+    }
+}
+
+/// Gets the G coming out of `blocking` a P again (see the module docs).
+fn exitsyscall(s: &'static Sched, g: *const crate::g::G, pid: usize) {
+    set_blocking_g(ptr::null());
+    set_current_g(g);
+    // SAFETY: `g` is the running G (ours), alive while it runs.
+    let id = unsafe { (*g).id() };
+    let p = &s.ps()[pid];
+    // Acquire: if the P went through other hands while we were away (another M took it
+    // and entered `blocking` itself), their writes to it come with it; pairs with the
+    // SeqCst store in `blocking`.
+    if p.status
+        .compare_exchange(P_SYSCALL, P_RUNNING, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+    {
+        set_current_p(pid);
+        p.running_g.store(id, Ordering::Relaxed);
+        return;
+    }
+    // Our P was handed off. Any idle P will do (ours first, if it is idle).
+    if let Some(np) = s.pidleget(pid) {
+        set_current_p(np);
+        s.ps()[np].running_g.store(id, Ordering::Relaxed);
+        return;
+    }
+    // None: our M, without a P, queues us globally and sleeps; whichever M takes us from
+    // the queue resumes us here, with its P.
+    // SAFETY: `g` is the G running on this thread.
+    unsafe { suspend(g, Suspend::NoP) };
+}
+
+fn wake_sysmon(s: &Sched) {
+    // Only the waker that clears the flag pays for the system call.
+    if s.sysmon_sleeping.swap(false, Ordering::SeqCst) {
+        if let Some(t) = s.sysmon_thread.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// What sysmon saw of one P on earlier rounds.
+#[derive(Clone, Default)]
+struct Seen {
+    syscalltick: u64,
+    syscall_since: Option<Instant>,
+    tick: u64,
+    running_g: u64,
+    tick_since: Option<Instant>,
+    reported: bool,
+}
+
+/// The monitor thread's loop (started by the first `newm`).
+pub(crate) fn sysmon() {
+    let s = sched();
+    let _ = s.sysmon_thread.set(std::thread::current());
+    let n = s.procs;
+    let debug = s.schedtrace.is_some() || s.hogs.is_some();
+    let mut seen = vec![Seen::default(); n];
+    let mut fruitless = 0u32;
+    let mut delay = MIN_DELAY;
+    let mut next_trace = s.schedtrace.map(|d| Instant::now() + d);
+    loop {
+        if fruitless == 0 {
+            delay = MIN_DELAY;
+        } else if fruitless > PATIENT_ROUNDS {
+            delay = (delay * 2).min(MAX_DELAY);
+        }
+        if !debug && s.npidle.load(Ordering::SeqCst) == n {
+            // Every P idle: nothing to take, nothing to report. Sleep until a G enters
+            // `blocking`. SeqCst: see the pair described in `blocking`.
+            s.sysmon_sleeping.store(true, Ordering::SeqCst);
+            if s.npidle.load(Ordering::SeqCst) == n {
+                while s.sysmon_sleeping.load(Ordering::SeqCst) {
+                    std::thread::park();
+                }
+            }
+            s.sysmon_sleeping.store(false, Ordering::Relaxed);
+            fruitless = 0;
+            delay = MIN_DELAY;
+        } else {
+            let now = Instant::now();
+            let d = match next_trace {
+                Some(t) => delay.min(t.saturating_duration_since(now)),
+                None => delay,
+            };
+            if d >= LONG_SLEEP {
+                s.sysmon_sleeping.store(true, Ordering::SeqCst);
+                std::thread::park_timeout(d);
+                if !s.sysmon_sleeping.swap(false, Ordering::SeqCst) {
+                    // Woken by a G entering `blocking`: look closely again.
+                    fruitless = 0;
+                    delay = MIN_DELAY;
+                }
+            } else {
+                std::thread::park_timeout(d);
+            }
+        }
+        let now = Instant::now();
+        if retake(s, now, &mut seen) {
+            fruitless = 0;
+        } else {
+            fruitless += 1;
+        }
+        if let (Some(period), Some(t)) = (s.schedtrace, next_trace) {
+            if now >= t {
+                eprintln!("{}", trace_line(s));
+                next_trace = Some((t + period).max(now));
+            }
+        }
+    }
+}
+
+/// One sysmon round over the P's; true if it handed a P off.
+fn retake(s: &'static Sched, now: Instant, seen: &mut [Seen]) -> bool {
+    let mut retook = false;
+    for (i, p) in s.ps().iter().enumerate() {
+        let seen = &mut seen[i];
+        match p.status.load(Ordering::Relaxed) {
+            P_SYSCALL => {
+                let t = p.syscalltick.load(Ordering::Relaxed);
+                if seen.syscalltick != t || seen.syscall_since.is_none() {
+                    // A call we had not seen: give it one round.
+                    seen.syscalltick = t;
+                    seen.syscall_since = Some(now);
+                    continue;
+                }
+                let since = seen.syscall_since.unwrap_or(now);
+                if !p.has_work()
+                    && s.nmspinning.load(Ordering::Relaxed) + s.npidle.load(Ordering::Relaxed) > 0
+                    && now.saturating_duration_since(since) < SYSCALL_GRACE
+                {
+                    continue;
+                }
+                if !s.can_start_m() {
+                    // At GORT_MAXTHREADS with no M parked: wait for one to come back.
+                    continue;
+                }
+                // Acquire: pairs with the SeqCst store in `blocking` (the M's use of the P
+                // before the call comes with it).
+                if p.status
+                    .compare_exchange(P_SYSCALL, P_IDLE, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    seen.syscall_since = None;
+                    s.handoffp(i);
+                    retook = true;
+                }
+            }
+            P_RUNNING => {
+                let Some(limit) = s.hogs else { continue };
+                let tick = p.tick.load(Ordering::Relaxed);
+                let gid = p.running_g.load(Ordering::Relaxed);
+                if seen.tick != tick || seen.running_g != gid || seen.tick_since.is_none() {
+                    seen.tick = tick;
+                    seen.running_g = gid;
+                    seen.tick_since = Some(now);
+                    seen.reported = false;
+                    continue;
+                }
+                let held = now.saturating_duration_since(seen.tick_since.unwrap_or(now));
+                if gid != 0 && !seen.reported && held >= limit {
+                    seen.reported = true;
+                    eprintln!(
+                        "gort: green thread #{gid} has held P {i} for over {} ms without \
+                         reaching a scheduling point",
+                        held.as_millis()
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    retook
+}
+
+/// The `schedtrace` line, in Go's format.
+fn trace_line(s: &Sched) -> String {
+    let v = s.view();
+    let local: Vec<String> = v.local_queues.iter().map(|n| n.to_string()).collect();
+    format!(
+        "SCHED {}ms: gomaxprocs={} idleprocs={} threads={} spinningthreads={} idlethreads={} \
+         runqueue={} [{}]",
+        s.started.elapsed().as_millis(),
+        v.procs,
+        v.idle_procs,
+        v.threads,
+        v.spinning_threads,
+        v.idle_threads,
+        v.global_queue,
+        local.join(" ")
+    )
+}
+
+/// A snapshot of the scheduler's figures: what `GORT_DEBUG=schedtrace` prints, and more.
+/// Each figure is read on its own, so under load they blur; on a quiet runtime they are
+/// exact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// P's (`GORT_MAXPROCS`).
+    pub max_procs: usize,
+    /// P's on the idle list.
+    pub idle_procs: usize,
+    /// OS threads the runtime runs: M's (those in `blocking` included) and the monitor.
+    pub threads: usize,
+    /// M's looking for work.
+    pub spinning_threads: usize,
+    /// M's parked, waiting for a P.
+    pub idle_threads: usize,
+    /// G's in the global run queue.
+    pub global_runqueue: usize,
+    /// G's queued on each P (run queue, spawn stack and runnext).
+    pub local_runqueues: Vec<usize>,
+    /// G's spawned and not finished.
+    pub live_green_threads: usize,
+    /// G's parked (blocked on a channel, lock, timer, join, ...).
+    pub parked_green_threads: usize,
+    /// Stacks kept for reuse (P caches and global lists).
+    pub stacks_cached: usize,
+    /// Virtual bytes reserved for stacks (committed only as used).
+    pub stack_bytes_reserved: usize,
+}
+
+/// The scheduler's figures now (starts the runtime if it was not running).
+///
+/// # Examples
+///
+/// ```
+/// let st = gort_runtime::stats();
+/// assert_eq!(st.max_procs, gort_runtime::max_procs());
+/// assert_eq!(st.local_runqueues.len(), st.max_procs);
+/// ```
+pub fn stats() -> Stats {
+    let s = sched();
+    let v = s.view();
+    let (global_cached, reserved) = crate::stack::totals();
+    Stats {
+        max_procs: v.procs,
+        idle_procs: v.idle_procs,
+        threads: v.threads,
+        spinning_threads: v.spinning_threads,
+        idle_threads: v.idle_threads,
+        global_runqueue: v.global_queue,
+        local_runqueues: v.local_queues,
+        live_green_threads: v.live_gs,
+        parked_green_threads: v.parked_gs,
+        stacks_cached: v.stacks_cached + global_cached,
+        stack_bytes_reserved: reserved,
+    }
+}
+
+impl fmt::Display for Stats {
+    /// The `schedtrace` fields, then the rest.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let local: Vec<String> = self.local_runqueues.iter().map(|n| n.to_string()).collect();
+        write!(
+            f,
+            "gomaxprocs={} idleprocs={} threads={} spinningthreads={} idlethreads={} \
+             runqueue={} [{}] live={} parked={} stacks_cached={} stack_bytes_reserved={}",
+            self.max_procs,
+            self.idle_procs,
+            self.threads,
+            self.spinning_threads,
+            self.idle_threads,
+            self.global_runqueue,
+            local.join(" "),
+            self.live_green_threads,
+            self.parked_green_threads,
+            self.stacks_cached,
+            self.stack_bytes_reserved
+        )
+    }
+}
