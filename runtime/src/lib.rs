@@ -19,8 +19,8 @@ mod select;
 mod signal;
 mod spin;
 mod stack;
-mod sysmon;
 pub mod sync;
+mod sysmon;
 pub mod time;
 mod timer;
 

@@ -22,6 +22,8 @@ pub fn run_child(test: &str, env: &[(&str, &str)]) -> Output {
         .env_remove("GORT_MAXPROCS")
         .env_remove("GORT_STACK_SIZE")
         .env_remove("GORT_STACK_GUARD")
+        .env_remove("GORT_MAXTHREADS")
+        .env_remove("GORT_DEBUG")
         .env("RUST_BACKTRACE", "0");
     for (k, v) in env {
         cmd.env(k, v);
