@@ -368,7 +368,7 @@ fn blocking_outside_a_g_just_runs_it() {
     assert!(!gort::is_green_thread());
     assert_eq!(gort::blocking(|| 5 + 5), 10);
     // Nested: the inner call runs on a plain thread as far as the runtime is concerned.
-    let h = gort::go!(|| gort::blocking(|| gort::blocking(|| gort::is_green_thread())));
+    let h = gort::go!(|| gort::blocking(|| gort::blocking(gort::is_green_thread)));
     assert!(!h.join().unwrap());
 }
 
