@@ -1,4 +1,4 @@
-//! Criterion benches of the core: spawn+join and yield, gort against std::thread, measured
+//! Criterion benches of the core: spawn+join, yield and `blocking`, gort against std::thread, measured
 //! in the same run. `cargo bench`; `GORT_MAXPROCS` sets the P count.
 
 use std::time::{Duration, Instant};
@@ -86,12 +86,35 @@ fn yields(c: &mut Criterion) {
     g.finish();
 }
 
+/// `blocking(|| ())` from a G (the fast path: the P is still there on the way out),
+/// against a `getppid()` system call, the cheapest call one would wrap.
+fn blocking(c: &mut Criterion) {
+    let mut g = c.benchmark_group("blocking");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("gort_round_trip", |b| {
+        b.iter_custom(|iters| {
+            in_g(iters, |n| {
+                let t = Instant::now();
+                for i in 0..n {
+                    std::hint::black_box(gort::blocking(|| std::hint::black_box(i)));
+                }
+                t.elapsed()
+            })
+        })
+    });
+    g.bench_function("getppid_syscall", |b| {
+        // SAFETY: getppid has no preconditions.
+        b.iter(|| unsafe { libc::getppid() })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = spawn_join, yields
+    targets = spawn_join, yields, blocking
 }
 criterion_main!(benches);

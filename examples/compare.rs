@@ -456,6 +456,98 @@ fn std_sleep_latency() -> f64 {
     lates[100]
 }
 
+/// `blocking(|| ())` from a G, ns per call.
+fn gort_blocking_round_trip(n: u64) -> f64 {
+    gort::go!(move || {
+        let t = Instant::now();
+        for i in 0..n {
+            std::hint::black_box(gort::blocking(|| std::hint::black_box(i)));
+        }
+        per(t.elapsed(), n)
+    })
+    .join()
+    .unwrap()
+}
+
+/// A `getppid()` system call, ns: the cheapest thing one would wrap in `blocking`.
+fn syscall_round_trip(n: u64) -> f64 {
+    let t = Instant::now();
+    for _ in 0..n {
+        // SAFETY: getppid has no preconditions.
+        std::hint::black_box(unsafe { libc::getppid() });
+    }
+    per(t.elapsed(), n)
+}
+
+/// Some microseconds of arithmetic.
+fn spin_work(seed: u64) -> u64 {
+    let mut x = seed | 1;
+    for _ in 0..4_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    x
+}
+
+const MIXED_TASKS: u64 = 1_000;
+const MIXED_ROUNDS: u64 = 20;
+
+/// The mixed workload's file: 64 KiB in the temp directory.
+fn mixed_file() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("gort-compare-{}.bin", std::process::id()));
+    std::fs::write(&path, vec![7u8; 64 * 1024]).unwrap();
+    path
+}
+
+/// 1,000 tasks, each alternating CPU work with a file read, ms. gort: G's wrapping the
+/// read in `blocking`.
+fn gort_mixed(path: &std::path::Path) -> f64 {
+    let t = Instant::now();
+    let hs: Vec<_> = (0..MIXED_TASKS)
+        .map(|k| {
+            let path = path.to_path_buf();
+            gort::go!(move || {
+                let mut acc = 0u64;
+                for r in 0..MIXED_ROUNDS {
+                    acc = acc.wrapping_add(spin_work(k * MIXED_ROUNDS + r));
+                    let n = gort::blocking(|| std::fs::read(&path).unwrap().len());
+                    acc = acc.wrapping_add(n as u64);
+                }
+                acc
+            })
+        })
+        .collect();
+    for h in hs {
+        std::hint::black_box(h.join().unwrap());
+    }
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn std_mixed(path: &std::path::Path) -> f64 {
+    let t = Instant::now();
+    let hs: Vec<_> = (0..MIXED_TASKS)
+        .map(|k| {
+            let path = path.to_path_buf();
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let mut acc = 0u64;
+                    for r in 0..MIXED_ROUNDS {
+                        acc = acc.wrapping_add(spin_work(k * MIXED_ROUNDS + r));
+                        acc = acc.wrapping_add(std::fs::read(&path).unwrap().len() as u64);
+                    }
+                    acc
+                })
+                .unwrap()
+        })
+        .collect();
+    for h in hs {
+        std::hint::black_box(h.join().unwrap());
+    }
+    t.elapsed().as_secs_f64() * 1e3
+}
+
 fn row(name: &str, gort: f64, base: f64, unit: &str, note: &str) {
     let ratio = base / gort;
     println!(
@@ -584,6 +676,28 @@ fn main() {
         println!(
             "| {:<38} | {:>10.0} ms   | {:>15} | {:>9} | 1,000,000 G's asleep at once for 50-150 ms; latest woke {late:.0} ms late",
             "1,000,000 sleepers, wall time", wall, "-", "-"
+        );
+    }
+    if want("blocking") {
+        let g = best(3, || gort_blocking_round_trip(10_000_000));
+        let s = best(3, || syscall_round_trip(1_000_000));
+        row(
+            "blocking(|| ()) round trip",
+            g,
+            s,
+            "ns",
+            "from a G, P kept (fast path); baseline: one getppid() system call",
+        );
+        let path = mixed_file();
+        let g = best(3, || gort_mixed(&path));
+        let s = best(3, || std_mixed(&path));
+        let _ = std::fs::remove_file(&path);
+        row(
+            "mixed CPU + file reads, ms",
+            g,
+            s,
+            "ms",
+            "1,000 G's vs 1,000 threads; 20 rounds each of ~10 us of work and a 64 KiB read (G's: in blocking)",
         );
     }
     if want("rss") {

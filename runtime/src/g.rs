@@ -167,6 +167,9 @@ pub(crate) struct GOwned {
     /// Lowest address of the bound stack (its guard starts there), or 0; for the overflow
     /// handler.
     pub(crate) stack_lo: usize,
+    /// Set by `blocking` when the G came out of it on another P than it went in with (or
+    /// none): the M running it must look up its P again.
+    pub(crate) moved_p: bool,
 }
 
 /// One green thread.
@@ -229,6 +232,7 @@ impl GRef {
             yielder: ptr::null(),
             class,
             stack_lo: 0,
+            moved_p: false,
         };
         let ops: &'static SlotOps = &OpsFor::<F, T>::OPS;
         let g = match recycled {

@@ -1179,8 +1179,14 @@ impl M {
             p.tick.store(l.schedtick as u64, Ordering::Relaxed);
             p.running_g.store(o.id, Ordering::Relaxed);
             let r = o.coro.as_mut().expect("bound above").resume(());
-            // `blocking` may have left this M with another P, or none.
-            self.p = current_p();
+            // A volatile read: the G's code wrote it through its own reference to the same
+            // fields while it ran inside `resume`.
+            // SAFETY: a plain bool of the G we own, read on the thread that wrote it.
+            if unsafe { ptr::read_volatile(&o.moved_p) } {
+                // `blocking` left this M with another P, or none.
+                o.moved_p = false;
+                self.p = current_p();
+            }
             if self.p != NO_P {
                 self.p().running_g.store(0, Ordering::Relaxed);
             }
