@@ -47,6 +47,25 @@ fn named_green_thread_overflow_names_it() {
 }
 
 #[test]
+fn overflow_inside_blocking_still_names_the_green_thread() {
+    if is_child("overflow_inside_blocking_still_names_the_green_thread") {
+        let h = gort::Builder::new()
+            .name("blocked-diver".into())
+            .spawn(|| gort::blocking(|| recurse(0)))
+            .unwrap();
+        let _ = h.join();
+        unreachable!("the recursion never returns");
+    }
+    let o = run_child("overflow_inside_blocking_still_names_the_green_thread", &[]);
+    let err = stderr(&o);
+    assert_eq!(signal(&o), Some(SIGABRT), "{err}");
+    assert!(
+        err.contains("green thread 'blocked-diver' has overflowed its stack"),
+        "{err}"
+    );
+}
+
+#[test]
 fn small_custom_stack_overflows_cleanly() {
     if is_child("small_custom_stack_overflows_cleanly") {
         let h = gort::Builder::new()
