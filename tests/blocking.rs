@@ -132,6 +132,40 @@ fn two_hundred_blocking_calls_within_sixteen_threads() {
 }
 
 #[test]
+fn spare_ms_are_parked_and_reused() {
+    if is_child("spare_ms_are_parked_and_reused") {
+        let round = || {
+            let hs: Vec<_> = (0..40u64)
+                .map(|i| {
+                    gort::go!(move || {
+                        gort::blocking(|| {
+                            std::thread::sleep(Duration::from_millis(30));
+                            i
+                        })
+                    })
+                })
+                .collect();
+            let sum: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+            assert_eq!(sum, 40 * 39 / 2);
+        };
+        round();
+        let first = gort::stats();
+        round();
+        let second = gort::stats();
+        println!("after round 1: {first}\nafter round 2: {second}");
+        // Round 1 needed M's beyond the P's; they went back to the idle list ...
+        assert!(first.threads > 3, "{first}");
+        eventually("spare M's parked", || gort::stats().idle_threads >= 1);
+        // ... and round 2 reused them instead of starting as many again.
+        assert!(second.threads <= first.threads + 5, "{first}\n{second}");
+        return;
+    }
+    let o = run_child("spare_ms_are_parked_and_reused", &[("GORT_MAXPROCS", "2")]);
+    assert_success(&o);
+    println!("{}", stdout(&o));
+}
+
+#[test]
 fn idle_runtime_uses_almost_no_cpu() {
     if is_child("idle_runtime_uses_almost_no_cpu") {
         // A burst: spawns, channels, timers and blocking calls on every P.
