@@ -79,65 +79,106 @@ impl fmt::Display for PoolError {
 
 impl std::error::Error for PoolError {}
 
-/// Mailbox states of a [`Slot`].
-const EMPTY: u8 = 0;
+/// The state every [`Mailbox`] starts in, and leaves once.
+const WAITING: u8 = 0;
+/// An idle worker's mailbox: a task is in the cell / the worker must exit.
 const TASK: u8 = 1;
 const EXIT: u8 = 2;
+/// A waiting submitter's mailbox: a worker took the task / the pool closed (task unrun).
+const TAKEN: u8 = 3;
+const CLOSED: u8 = 4;
 
-/// An idle worker's mailbox: whoever takes the worker off the idle list puts its next task
-/// (or the order to exit) here and unparks it. Shared by the worker and the idle list.
-struct Slot {
+/// A one-task rendezvous with a waiting green thread (or OS thread): a state that leaves
+/// `WAITING` once, a task cell, and the waiter's unparker. Two uses:
+///
+/// - an idle worker's slot, shared by the worker and the idle list: whoever takes the
+///   worker off the list puts a task in and settles it `TASK` (or `EXIT`) (`hand`);
+/// - a waiting submitter's record, on its stack: a worker takes the task out and settles it
+///   `TAKEN`, or `release` settles it `CLOSED` (`serve_waiter`, `Pool::release`).
+struct Mailbox {
     state: AtomicU8,
     task: UnsafeCell<Option<Task>>,
-    /// The worker's green thread.
-    worker: Unparker,
+    /// The green thread (or thread) waiting on `state`.
+    waiter: Unparker,
 }
 
-// SAFETY: `task` is written only by the one holder of the slot taken off the idle list
-// (under the pool lock), before its Release store of `state`; the worker reads it only after
-// its Acquire load sees that store, and puts the slot back on the list only after reading.
-unsafe impl Sync for Slot {}
+// SAFETY: `task` has one user at a time. While the state is `WAITING` only the party that
+// took the mailbox under the pool lock (off the idle list, or out of the waiter queue)
+// touches it, and publishes what it did with the Release store in `settle`; after that, only
+// the waiter does, having seen that store with the Acquire load in `wait`.
+unsafe impl Sync for Mailbox {}
 
-impl Slot {
-    /// Gives the idle worker its next task, or `None`: exit. The caller took the slot off
-    /// the idle list.
+impl Mailbox {
+    /// A mailbox waited on by the caller.
+    fn new(task: Option<Task>) -> Mailbox {
+        Mailbox {
+            state: AtomicU8::new(WAITING),
+            task: UnsafeCell::new(task),
+            waiter: Unparker::current(),
+        }
+    }
+
+    /// The task cell.
+    ///
+    /// # Safety
+    /// The caller is its one user now (see the `Sync` impl).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn task(&self) -> &mut Option<Task> {
+        // SAFETY: one user, per the caller.
+        unsafe { &mut *self.task.get() }
+    }
+
+    /// Publishes the caller's change to the task cell and the outcome; the waiter may
+    /// return (and a stack mailbox vanish) from here on. The caller then unparks the waiter
+    /// (through a clone of `waiter` taken before, if the mailbox may vanish).
+    fn settle(&self, state: u8) {
+        // Release: pairs with the Acquire load in `wait`.
+        self.state.store(state, Ordering::Release);
+    }
+
+    /// The waiter's side: parks until the state leaves `WAITING` and returns it. (Parks
+    /// may return spuriously, e.g. for a token left by a task's own wake-ups: re-checked.)
+    fn wait(&self) -> u8 {
+        loop {
+            // Acquire: pairs with the Release store in `settle`.
+            let s = self.state.load(Ordering::Acquire);
+            if s != WAITING {
+                return s;
+            }
+            park();
+        }
+    }
+
+    /// Gives the idle worker of this slot its next task, or `None`: exit. The caller took
+    /// the slot off the idle list.
     fn hand(&self, task: Option<Task>) {
         let state = if task.is_some() { TASK } else { EXIT };
-        // SAFETY: taken off the idle list by the caller: no one else writes `task`, and the
-        // worker reads it only after the store below.
-        unsafe { *self.task.get() = task };
-        // Release: pairs with the Acquire load in `wait`, publishing `task`.
-        self.state.store(state, Ordering::Release);
-        self.worker.unpark();
+        // SAFETY: taken off the idle list by the caller, so it is the cell's one user.
+        unsafe { *self.task() = task };
+        self.settle(state);
+        // The slot is shared (`Arc`): alive after `settle`.
+        self.waiter.unpark();
     }
 
     /// The worker's side of `hand`: waits for the next task (`None`: exit).
-    fn wait(&self) -> Option<Task> {
-        loop {
-            // Acquire: pairs with the Release store in `hand`.
-            match self.state.load(Ordering::Acquire) {
-                // Parks may return spuriously (a token left by a task's own wake-ups).
-                EMPTY => park(),
-                s => {
-                    // Relaxed: the next `hand` comes after the worker is back on the idle
-                    // list, and the pool lock orders the two.
-                    self.state.store(EMPTY, Ordering::Relaxed);
-                    return if s == TASK {
-                        // SAFETY: `hand` wrote `task` before the store we saw, and will not
-                        // write again until the slot is back on the idle list.
-                        unsafe { (*self.task.get()).take() }
-                    } else {
-                        None
-                    };
-                }
-            }
+    fn next_task(&self) -> Option<Task> {
+        let s = self.wait();
+        // Relaxed: the next `hand` comes after the worker is back on the idle list, and the
+        // pool lock orders the two.
+        self.state.store(WAITING, Ordering::Relaxed);
+        if s == TASK {
+            // SAFETY: `hand` is done with the cell (we saw its `settle`) and will not touch
+            // it again until the slot is back on the idle list.
+            unsafe { self.task() }.take()
+        } else {
+            None
         }
     }
 }
 
 /// An idle worker on the idle list.
 struct Idler {
-    slot: Arc<Slot>,
+    slot: Arc<Mailbox>,
     /// The scavenger's epoch when it went idle (for expiry).
     since: u64,
 }
@@ -183,25 +224,12 @@ impl Idle {
     }
 }
 
-/// States of a [`Waiter`].
-const WAITING: u8 = 0;
-const TAKEN: u8 = 1;
-const CLOSED: u8 = 2;
+/// A waiting submitter's mailbox, queued. It stays alive while queued: its submitter does
+/// not return before its state leaves `WAITING`, which only a holder of the pool lock sets,
+/// after unqueueing it.
+struct WaiterPtr(*const Mailbox);
 
-/// A submitter waiting for a worker, on its own stack; its task is taken straight from here
-/// by the next worker to finish (or by a worker started when room appears).
-struct Waiter {
-    state: AtomicU8,
-    task: UnsafeCell<Option<Task>>,
-    submitter: Unparker,
-}
-
-/// A queued waiter. It stays alive while queued: its submitter does not return before its
-/// state leaves `WAITING`, which only a holder of the pool lock sets, after unqueueing it.
-struct WaiterPtr(*const Waiter);
-
-// SAFETY: the waiter it points to is `Sync` in the way it is used (see `serve_waiter`) and
-// outlives its place in the queue.
+// SAFETY: the mailbox it points to is `Sync` and outlives its place in the queue.
 unsafe impl Send for WaiterPtr {}
 
 /// Takes the task of the first waiting submitter and releases the submitter; returns the
@@ -212,11 +240,10 @@ fn serve_waiter(st: &mut State) -> Option<(Task, Unparker)> {
     // holder of the pool lock that unqueues it, which is us.
     let w = unsafe { &*w };
     // SAFETY: as above.
-    let task = unsafe { (*w.task.get()).take() }.expect("a waiter has its task");
-    let submitter = w.submitter.clone();
-    // Release: pairs with the submitter's Acquire load; after this store the waiter may be
-    // gone, so it is not touched again.
-    w.state.store(TAKEN, Ordering::Release);
+    let task = unsafe { w.task() }.take().expect("a waiter has its task");
+    let submitter = w.waiter.clone();
+    // The waiter may be gone after this: not touched again.
+    w.settle(TAKEN);
     Some((task, submitter))
 }
 
@@ -484,11 +511,7 @@ impl Pool {
             return Err(PoolError::Overload);
         }
         // Wait for a worker to take the task from us.
-        let waiter = Waiter {
-            state: AtomicU8::new(WAITING),
-            task: UnsafeCell::new(Some(task)),
-            submitter: Unparker::current(),
-        };
+        let waiter = Mailbox::new(Some(task));
         st.waiters.push_back(WaiterPtr(&waiter));
         inner.set_waiting(&st);
         drop(st);
@@ -497,14 +520,10 @@ impl Pool {
             // with the pool busy, a worker usually comes free within microseconds.
             spin_while_waiting(&waiter.state);
         }
-        loop {
-            // Acquire: pairs with the Release store in `serve_waiter` / `release`.
-            match waiter.state.load(Ordering::Acquire) {
-                WAITING => park(),
-                TAKEN => return Ok(()),
-                // Closed: the task is dropped here, unrun.
-                _ => return Err(PoolError::Closed),
-            }
+        match waiter.wait() {
+            TAKEN => Ok(()),
+            // Closed: the task is dropped with the mailbox, unrun.
+            _ => Err(PoolError::Closed),
         }
     }
 
@@ -633,10 +652,9 @@ impl Pool {
             while let Some(WaiterPtr(w)) = st.waiters.pop_front() {
                 // SAFETY: a queued waiter is alive (see `WaiterPtr`).
                 let w = unsafe { &*w };
-                closed.push(w.submitter.clone());
-                // Release: pairs with the submitter's Acquire load; `w` is not touched
-                // after this.
-                w.state.store(CLOSED, Ordering::Release);
+                closed.push(w.waiter.clone());
+                // `w` may be gone after this: not touched again.
+                w.settle(CLOSED);
             }
             inner.set_waiting(&st);
             drop(st);
@@ -727,11 +745,7 @@ fn start_worker(inner: &Arc<Inner>, first: Task) {
 /// A worker's life: run a task; then take the task of a waiting submitter if there is one,
 /// else go back on the idle list and wait for the next.
 fn worker_loop(inner: &Inner, first: Task) {
-    let slot = Arc::new(Slot {
-        state: AtomicU8::new(EMPTY),
-        task: UnsafeCell::new(None),
-        worker: Unparker::current(),
-    });
+    let slot = Arc::new(Mailbox::new(None));
     let mut task = first;
     loop {
         if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run()))
@@ -763,7 +777,7 @@ fn worker_loop(inner: &Inner, first: Task) {
             since: inner.epoch.load(Ordering::Relaxed),
         });
         drop(st);
-        match slot.wait() {
+        match slot.next_task() {
             Some(t) => task = t,
             // Retired (expiry, shrink, release): the retirer has counted us out.
             None => return,
