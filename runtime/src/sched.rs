@@ -34,6 +34,7 @@
 //! are the waiters' `Unparker`s. The `GRef` in a queue *is* the right to run it.
 
 use std::cell::{Cell, UnsafeCell};
+use std::collections::VecDeque;
 use std::ptr;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -85,6 +86,10 @@ const STACK_CACHE_CAP: usize = 32;
 const GOID_BATCH: u64 = 16;
 /// Dirty stacks an M scrubs per class before it sleeps.
 const SCRUB_BATCH: usize = 256;
+/// An idle M gives memory back in steps this small (stacks scrubbed, G structs freed), so
+/// that it notices a P handed to it, or a due timer, soon.
+const SCRUB_STEP: usize = 4;
+const TRIM_STEP: usize = 512;
 /// A P index meaning "none".
 pub(crate) const NO_P: usize = usize::MAX;
 
@@ -244,7 +249,9 @@ pub(crate) struct Sched {
     /// Dead G's beyond what the P's keep (Go's sched.gFree): P's move half their list here
     /// when it is full and refill from here when it is empty, so G's that die on one P are
     /// reused by spawns on another instead of being freed and reallocated across threads.
-    gfree: Mutex<Vec<FreeG>>,
+    /// Newest at the back (taken first); trimming frees the oldest from the front, hence a
+    /// deque.
+    gfree: Mutex<VecDeque<FreeG>>,
     /// `gfree.len()`, kept under its lock, read without it (Relaxed: a hint; a stale value
     /// only costs a needless lock or one fresh allocation) so that spawns do not take the
     /// lock just to find the list empty.
@@ -390,7 +397,7 @@ impl Sched {
             ext_spawned: AtomicU64::new(0),
             next_goid: AtomicU64::new(1),
             coprimes,
-            gfree: Mutex::new(Vec::new()),
+            gfree: Mutex::new(VecDeque::new()),
             gfree_len: AtomicUsize::new(0),
         }
     }
@@ -439,10 +446,11 @@ impl Sched {
         local.push(g);
     }
 
-    /// Frees up to `batch` G structs from the global free list, keeping `keep`.
-    fn trim_gfree(&self, keep: usize, batch: usize) {
+    /// Frees up to `batch` G structs from the global free list, keeping `keep`; returns how
+    /// many.
+    fn trim_gfree(&self, keep: usize, batch: usize) -> usize {
         if self.gfree_len.load(Ordering::Relaxed) <= keep {
-            return;
+            return 0;
         }
         let doomed: Vec<FreeG> = {
             let mut global = lock(&self.gfree);
@@ -452,10 +460,12 @@ impl Sched {
             self.gfree_len.store(global.len(), Ordering::Relaxed);
             doomed
         };
+        let n = doomed.len();
         for f in doomed {
             // SAFETY: taken off the list; free G's have no references.
             unsafe { G::dealloc(f.0) };
         }
+        n
     }
 
     /// G structs on the global free list (for tests and diagnostics).
@@ -1012,8 +1022,8 @@ impl M {
                     return g;
                 }
             }
-            // Nothing: scrub the stack caches while we still hold the P (off the hot path),
-            // then give the P back.
+            // Nothing: scrub this P's stack cache while we still hold the P (off the hot
+            // path), then give the P back. (The global lists are scrubbed in `stopm`.)
             self.release_memory();
             {
                 let mut idle = lock(&s.idle);
@@ -1097,9 +1107,8 @@ impl M {
         None
     }
 
-    /// Gives memory back, on the way to sleep (off the hot path): the deep pages of this P's
-    /// cached stacks, then of a batch of the global lists; and spare G structs beyond
-    /// [`GFREE_KEEP_IDLE`], a batch at a time.
+    /// Gives back the deep pages of this P's cached stacks, on the way to sleep (off the hot
+    /// path; at most 32 stacks, and the P is needed to reach them).
     fn release_memory(&mut self) {
         // SAFETY: this M holds its P.
         let l = unsafe { self.p().local() };
@@ -1107,8 +1116,37 @@ impl M {
             st.release_below(stack::KEEP_TOP);
             st.dirty = false;
         }
-        stack::scrub_all(SCRUB_BATCH);
-        self.sched.trim_gfree(GFREE_KEEP_IDLE, GFREE_TRIM_BATCH);
+    }
+
+    /// Gives memory back while parked on the idle list, P already returned: the deep pages
+    /// of a batch of the global stack lists, and spare G structs beyond
+    /// [`GFREE_KEEP_IDLE`]. In small steps, and only until `startm` hands this M a P (or, for
+    /// the timer sleeper, while firing due timers between steps): after a burst of a million
+    /// G's this is milliseconds of work, which must not hold a P or delay a wake-up.
+    fn release_global_memory(&self, timer_sleeper: bool) {
+        let s = self.sched;
+        let handed_p = || self.note.nextp.load(Ordering::Relaxed) != NO_P;
+        let mut left = SCRUB_BATCH;
+        while left > 0 && !handed_p() {
+            if timer_sleeper {
+                s.timers.run_due();
+            }
+            let n = stack::scrub_all(SCRUB_STEP);
+            if n == 0 {
+                break;
+            }
+            left = left.saturating_sub(n);
+        }
+        let mut left = GFREE_TRIM_BATCH;
+        while left > 0 && !handed_p() {
+            if timer_sleeper {
+                s.timers.run_due();
+            }
+            if s.trim_gfree(GFREE_KEEP_IDLE, TRIM_STEP) == 0 {
+                break;
+            }
+            left = left.saturating_sub(TRIM_STEP);
+        }
     }
 
     /// Parks this M until `startm` hands it a P.
@@ -1120,6 +1158,7 @@ impl M {
         let s = self.sched;
         lock(&s.idle).midle.push(self.note.clone());
         let timer_sleeper = s.timers.claim_sleeper();
+        self.release_global_memory(timer_sleeper);
         loop {
             match s.timers.until_next() {
                 Some(d) if timer_sleeper => {
@@ -1330,7 +1369,7 @@ impl Drop for ExtGFree {
         }
         if let Some(s) = SCHED.get() {
             let mut global = lock(&s.gfree);
-            global.append(&mut self.0);
+            global.extend(self.0.drain(..));
             s.gfree_len.store(global.len(), Ordering::Relaxed);
         }
     }
@@ -1361,7 +1400,7 @@ fn ext_gfree_push(s: &Sched, g: FreeG) {
     if let Some(g) = g {
         let mut global = lock(&s.gfree);
         if global.len() < GFREE_GLOBAL_CAP {
-            global.push(g);
+            global.push_back(g);
             s.gfree_len.store(global.len(), Ordering::Relaxed);
         } else {
             drop(global);

@@ -31,6 +31,7 @@
 //! `MADV_DONTNEED`) and `cold` (every page given back). Scrubbing is done by M's that have
 //! run out of work, never on the spawn path. Guard regions survive `MADV_DONTNEED`.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -147,7 +148,9 @@ impl GStack {
 }
 
 struct ClassLists {
-    dirty: Vec<usize>,
+    /// Newest last (taken first); the scrubber takes the oldest from the front, so a deque:
+    /// draining the front of a million-entry `Vec` would move it all each time.
+    dirty: VecDeque<usize>,
     clean: Vec<usize>,
     cold: Vec<usize>,
     /// Slots handed out before whose guard could not be installed; retried first.
@@ -202,7 +205,7 @@ impl StackClass {
             size,
             stride: size + GUARD_SIZE,
             lists: Mutex::new(ClassLists {
-                dirty: Vec::new(),
+                dirty: VecDeque::new(),
                 clean: Vec::new(),
                 cold: Vec::new(),
                 unguarded: Vec::new(),
@@ -227,7 +230,7 @@ impl StackClass {
     /// Takes a stack: a cached one if any (most recently used first), else a fresh slot.
     pub(crate) fn alloc(&'static self) -> io::Result<GStack> {
         let mut l = lock(&self.lists);
-        if let Some(lo) = l.dirty.pop() {
+        if let Some(lo) = l.dirty.pop_back() {
             return Ok(self.stack(lo, true));
         }
         if let Some(lo) = l.clean.pop() {
@@ -270,7 +273,7 @@ impl StackClass {
     pub(crate) fn take_cached(&'static self, n: usize, out: &mut Vec<GStack>) {
         let mut l = lock(&self.lists);
         for _ in 0..n {
-            let s = if let Some(lo) = l.dirty.pop() {
+            let s = if let Some(lo) = l.dirty.pop_back() {
                 self.stack(lo, true)
             } else if let Some(lo) = l.clean.pop() {
                 self.stack(lo, false)
@@ -287,7 +290,7 @@ impl StackClass {
         for s in stacks {
             debug_assert!(std::ptr::eq(s.class, self));
             if s.dirty {
-                l.dirty.push(s.lo);
+                l.dirty.push_back(s.lo);
             } else {
                 l.clean.push(s.lo);
             }
