@@ -706,16 +706,22 @@ impl Sched {
             }
             return;
         };
+        let m = idle.midle.pop();
         drop(idle);
-        self.startm_on(pid, spinning);
+        self.run_m(pid, m, spinning);
     }
 
-    /// Runs an M on `pid`, which the caller took (from the idle list, or from a G inside
-    /// `blocking`): a parked M if any, else a new thread; at the thread cap, the P goes
-    /// back to the idle list until an M comes back.
+    /// Runs an M on `pid`, which the caller took from a G inside `blocking` (its status
+    /// `P_IDLE`): a parked M if any, else a new thread; at the thread cap, the P goes back
+    /// to the idle list until an M comes back.
     pub(crate) fn startm_on(&self, pid: usize, spinning: bool) {
         self.ps[pid].status.store(P_RUNNING, Ordering::Relaxed);
         let m = lock(&self.idle).midle.pop();
+        self.run_m(pid, m, spinning);
+    }
+
+    /// Hands `pid` to the parked M `m`, or to a new thread if there is none.
+    fn run_m(&self, pid: usize, m: Option<Arc<MNote>>, spinning: bool) {
         match m {
             Some(note) => {
                 note.spinning.store(spinning, Ordering::Relaxed);
