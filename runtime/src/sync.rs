@@ -246,6 +246,13 @@ impl<T: ?Sized> Mutex<T> {
             // Woken. In starvation mode the lock was handed to us (LOCKED kept set);
             // otherwise it was released and we compete for it, at the front of the queue.
             if node.handed.load(Ordering::Relaxed) {
+                // Go's rule: a waiter handed the lock after less than the starvation
+                // threshold ends starvation mode (else a long queue would keep every lock
+                // a hand-off, a park and a wake-up each, as long as it stays long). We hold
+                // the lock; other writers of the state use CAS and see this.
+                if start.elapsed() < STARVATION {
+                    self.state.fetch_and(!STARVING, Ordering::Relaxed);
+                }
                 return;
             }
             front = true;
