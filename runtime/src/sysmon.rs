@@ -143,7 +143,8 @@ fn exitsyscall(s: &'static Sched, g: *const crate::g::G, pid: usize) {
 }
 
 fn wake_sysmon(s: &Sched) {
-    // Only the waker that clears the flag pays for the system call.
+    // Only the waker that clears the flag pays for the system call. SeqCst, like every
+    // access to the flag: the store-buffer pair described in `blocking`.
     if s.sysmon_sleeping.swap(false, Ordering::SeqCst) {
         if let Some(t) = s.sysmon_thread.get() {
             t.unpark();
@@ -178,6 +179,8 @@ pub(crate) fn sysmon() {
         } else if fruitless > PATIENT_ROUNDS {
             delay = (delay * 2).min(MAX_DELAY);
         }
+        // SeqCst loads of `npidle` (written SeqCst under the idle lock) and of the flag:
+        // the sysmon side of the pair described in `blocking`.
         if !debug && s.npidle.load(Ordering::SeqCst) == n {
             // Every P idle: nothing to take, nothing to report. Sleep until a G enters
             // `blocking`. SeqCst: see the pair described in `blocking`.
@@ -197,6 +200,7 @@ pub(crate) fn sysmon() {
                 None => delay,
             };
             if d >= LONG_SLEEP {
+                // Announce a long sleep (SeqCst: as above) so that `blocking` cuts it short.
                 s.sysmon_sleeping.store(true, Ordering::SeqCst);
                 std::thread::park_timeout(d);
                 if !s.sysmon_sleeping.swap(false, Ordering::SeqCst) {
