@@ -300,3 +300,85 @@ impl Timers {
         lock(&self.heap).sleeper = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex as StdMutex;
+
+    /// Timers in the past, in the heap's buckets and in later buckets: every one fires
+    /// once, none early, in deadline order.
+    #[test]
+    fn near_and_far_timers_fire_once_in_order() {
+        let t = Timers::new();
+        let fired: Arc<StdMutex<Vec<(u64, usize)>>> = Arc::default();
+        let start = Instant::now();
+        // Deadlines from 1 ms in the past to 12 ms ahead (about a dozen buckets), out of
+        // order, with ties.
+        for i in 0..600usize {
+            let offset_us = ((i * 7919) % 13_000) as i64 - 1_000;
+            let when = if offset_us < 0 {
+                start - Duration::from_micros(offset_us.unsigned_abs())
+            } else {
+                start + Duration::from_micros(offset_us as u64)
+            };
+            let at = t.nanos(when);
+            let f = fired.clone();
+            let base = t.base;
+            t.add(
+                when,
+                Action::Call(Box::new(move || {
+                    let now = base.elapsed().as_nanos() as u64;
+                    assert!(now >= at, "timer {i} fired early");
+                    f.lock().unwrap().push((at, i));
+                })),
+            );
+        }
+        let mut total = 0;
+        while total < 600 {
+            total += t.run_due();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert_eq!(t.run_due(), 0);
+        assert_eq!(t.next.load(Ordering::Relaxed), u64::MAX);
+        let fired = fired.lock().unwrap();
+        assert_eq!(fired.len(), 600);
+        let mut seen = vec![false; 600];
+        for &(_, i) in fired.iter() {
+            assert!(
+                !std::mem::replace(&mut seen[i], true),
+                "timer {i} fired twice"
+            );
+        }
+        // Each `run_due` fires its batch in order, and batches follow each other in time.
+        assert!(fired.windows(2).all(|w| w[0].0 <= w[1].0), "out of order");
+    }
+
+    #[test]
+    fn cancelled_wakes_are_skipped_and_rebuilt_away() {
+        let t = Timers::new();
+        let far = Instant::now() + Duration::from_secs(3600);
+        let near = Instant::now() + Duration::from_micros(100);
+        let mut states = Vec::new();
+        for i in 0..4000 {
+            let st = TimerState::new();
+            let when = if i % 2 == 0 { far } else { near };
+            t.add(
+                when,
+                Action::Wake(Unparker::Thread(std::thread::current()), st.clone()),
+            );
+            states.push(st);
+        }
+        for st in &states {
+            assert!(st.cancel());
+            t.note_cancelled();
+        }
+        // Rebuilds (one per 1,024 cancellations, once they are half of all timers) removed
+        // them from the heap and the buckets alike; fewer than 1,024 wait for the next one.
+        let left = lock(&t.heap).len();
+        assert!(left < 1024, "{left} cancelled entries kept");
+        // The near ones come due: cancelled, they wake nobody.
+        std::thread::sleep(Duration::from_millis(1));
+        assert_eq!(t.run_due(), 0);
+    }
+}
