@@ -29,6 +29,7 @@ fn maxprocs_from_env() {
         (" 2 ", 2, false),
         ("256", 256, false),
         ("300", 256, true),
+        ("99999999999999999999", 256, true),
         ("0", d, true),
         ("-4", d, true),
         ("abc", d, true),

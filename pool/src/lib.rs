@@ -32,6 +32,7 @@ use std::any::Any;
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -409,7 +410,9 @@ impl PoolBuilder {
     }
 
     /// Called with the payload when a task panics (on the worker's green thread). Default:
-    /// the panic message is printed to stderr by the panic hook, and nothing else.
+    /// the panic message is printed to stderr by the panic hook, and nothing else. A handler
+    /// that panics (or a payload that panics when dropped) costs nothing but a line on
+    /// stderr: the worker goes on.
     pub fn panic_handler<F>(mut self, f: F) -> Self
     where
         F: Fn(PanicPayload) + Send + Sync + 'static,
@@ -748,11 +751,8 @@ fn worker_loop(inner: &Inner, first: Task) {
     let slot = Arc::new(Mailbox::new(None));
     let mut task = first;
     loop {
-        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run()))
-        {
-            if let Some(h) = &inner.panic_handler {
-                h(payload);
-            }
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| task.run())) {
+            inner.handle_panic(payload);
         }
         let mut st = inner.lock();
         if st.closed || st.running > inner.cap.load(Ordering::Relaxed) {
@@ -781,6 +781,30 @@ fn worker_loop(inner: &Inner, first: Task) {
             Some(t) => task = t,
             // Retired (expiry, shrink, release): the retirer has counted us out.
             None => return,
+        }
+    }
+}
+
+impl Inner {
+    /// A task panicked: hand the payload to the panic handler, or drop it. Either may panic
+    /// in turn (a handler that panics, a payload whose `Drop` panics); neither may cost the
+    /// worker, which would leave `running` counting a worker that is gone: such a panic is
+    /// reported in one line and contained.
+    fn handle_panic(&self, payload: Box<dyn Any + Send>) {
+        let r = catch_unwind(AssertUnwindSafe(|| match &self.panic_handler {
+            Some(h) => h(payload),
+            None => drop(payload),
+        }));
+        if let Err(again) = r {
+            if self.panic_handler.is_some() {
+                eprintln!("gort-pool: the panic handler panicked; the worker goes on");
+            } else {
+                eprintln!("gort-pool: a task's panic payload panicked on drop; the worker goes on");
+            }
+            // The second panic's payload may panic on drop as well: one try, then leak it.
+            if let Err(third) = catch_unwind(AssertUnwindSafe(move || drop(again))) {
+                std::mem::forget(third);
+            }
         }
     }
 }

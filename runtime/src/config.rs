@@ -58,17 +58,33 @@ fn cpu_count() -> usize {
         .unwrap_or(1)
 }
 
-/// Parses a `GORT_MAXPROCS` value. `Err` carries the warning to print.
-pub(crate) fn parse_procs(raw: &str, default: usize) -> Result<usize, String> {
+/// A whole number as the user wrote it: optional `+`, then digits only. Values too large
+/// for a `u64` saturate (they are "very large", not "bad"). None for anything else
+/// (negative, fractional, empty, words).
+fn parse_count(raw: &str) -> Option<u64> {
     let v = raw.trim();
-    match v.parse::<i64>() {
-        Ok(n) if n >= 1 && n as u64 <= MAX_PROCS as u64 => Ok(n as usize),
-        Ok(n) if n > MAX_PROCS as i64 => Err(format!(
-            "GORT_MAXPROCS={raw:?} is above the maximum of {MAX_PROCS}; using {MAX_PROCS}"
+    let digits = v.strip_prefix('+').unwrap_or(v);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse::<u64>().unwrap_or(u64::MAX))
+}
+
+/// Parses a `GORT_MAXPROCS` value. `Err` carries the warning to print and the count to use:
+/// values above [`MAX_PROCS`] (however many digits) become `MAX_PROCS`, bad ones `default`.
+pub(crate) fn parse_procs(raw: &str, default: usize) -> Result<usize, (String, usize)> {
+    match parse_count(raw) {
+        Some(n) if n >= 1 && n <= MAX_PROCS as u64 => Ok(n as usize),
+        Some(n) if n > MAX_PROCS as u64 => Err((
+            format!("GORT_MAXPROCS={raw:?} is above the maximum of {MAX_PROCS}; using {MAX_PROCS}"),
+            MAX_PROCS,
         )),
-        _ => Err(format!(
-            "ignoring GORT_MAXPROCS={raw:?}: expected a whole number from 1 to {MAX_PROCS}; \
-             using {default} (the CPU count)"
+        _ => Err((
+            format!(
+                "ignoring GORT_MAXPROCS={raw:?}: expected a whole number from 1 to {MAX_PROCS}; \
+                 using {default} (the CPU count)"
+            ),
+            default,
         )),
     }
 }
@@ -77,9 +93,9 @@ pub(crate) fn parse_procs(raw: &str, default: usize) -> Result<usize, String> {
 /// and the value to use.
 pub(crate) fn parse_max_threads(raw: &str, procs: usize) -> Result<usize, (String, usize)> {
     let floor = procs + 1;
-    match raw.trim().parse::<i64>() {
-        Ok(n) if n >= floor as i64 => Ok(n as usize),
-        Ok(n) if n >= 1 => Err((
+    match parse_count(raw) {
+        Some(n) if n >= floor as u64 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        Some(n) if n >= 1 => Err((
             format!(
                 "GORT_MAXTHREADS={raw:?} is below {floor} (one thread per P plus the monitor); \
                  using {floor}"
@@ -159,21 +175,10 @@ impl Config {
         let default_procs = cpu_count().clamp(1, MAX_PROCS);
         let procs = match std::env::var("GORT_MAXPROCS") {
             Ok(raw) if raw.trim().is_empty() => default_procs,
-            Ok(raw) => match parse_procs(&raw, default_procs) {
-                Ok(n) => n,
-                Err(msg) => {
-                    warn(&msg);
-                    if raw
-                        .trim()
-                        .parse::<i64>()
-                        .is_ok_and(|n| n > MAX_PROCS as i64)
-                    {
-                        MAX_PROCS
-                    } else {
-                        default_procs
-                    }
-                }
-            },
+            Ok(raw) => parse_procs(&raw, default_procs).unwrap_or_else(|(msg, n)| {
+                warn(&msg);
+                n
+            }),
             Err(std::env::VarError::NotPresent) => default_procs,
             Err(std::env::VarError::NotUnicode(raw)) => {
                 warn(&format!(
@@ -254,12 +259,31 @@ mod tests {
         assert_eq!(parse_procs("1", 2), Ok(1));
         assert_eq!(parse_procs(" 3 ", 2), Ok(3));
         assert_eq!(parse_procs("256", 2), Ok(256));
-        assert!(parse_procs("300", 2)
-            .unwrap_err()
-            .contains("maximum of 256"));
-        for bad in ["0", "-1", "abc", "1.5", ""] {
-            let msg = parse_procs(bad, 2).unwrap_err();
+        assert_eq!(parse_procs("+4", 2), Ok(4));
+        // Any all-digit value above the maximum clamps, however long.
+        for big in [
+            "300",
+            "9223372036854775808",
+            "99999999999999999999",
+            "1".repeat(400).as_str(),
+        ] {
+            let (msg, n) = parse_procs(big, 2).unwrap_err();
+            assert!(msg.contains("maximum of 256"), "{msg}");
+            assert_eq!(n, 256, "{big}");
+        }
+        for bad in [
+            "0",
+            "-1",
+            "abc",
+            "1.5",
+            "",
+            "+",
+            "1e3",
+            "-99999999999999999999",
+        ] {
+            let (msg, n) = parse_procs(bad, 2).unwrap_err();
             assert!(msg.contains("GORT_MAXPROCS"), "{msg}");
+            assert_eq!(n, 2, "{bad}");
         }
     }
 
@@ -267,6 +291,7 @@ mod tests {
     fn max_threads_values() {
         assert_eq!(parse_max_threads("16", 2), Ok(16));
         assert_eq!(parse_max_threads(" 3 ", 2), Ok(3));
+        assert_eq!(parse_max_threads("99999999999999999999", 2), Ok(usize::MAX));
         let (msg, n) = parse_max_threads("2", 2).unwrap_err();
         assert!(msg.contains("below 3"), "{msg}");
         assert_eq!(n, 3);

@@ -30,6 +30,7 @@ use corosensei::{Coroutine, Yielder};
 use crate::park::Unparker;
 use crate::signal::Running;
 use crate::stack::{GStack, StackClass};
+use crate::unwind::drop_contained;
 
 /// Why a G's coroutine handed control back to its M.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,10 +114,11 @@ unsafe fn slot_take<X>(buf: *mut SlotBuf) -> X {
 struct SlotOps {
     /// Takes F out, runs it (catching a panic), puts `thread::Result<T>` in.
     run: unsafe fn(*mut SlotBuf),
-    /// Takes F out, drops it, puts `Err(msg)` in (the G could not get a stack).
-    fail: unsafe fn(*mut SlotBuf, String),
-    /// Drops the `thread::Result<T>` in the slot.
-    drop_result: unsafe fn(*mut SlotBuf),
+    /// Takes F out, drops it (containing a panic), puts `Err(msg)` in (the G could not get
+    /// a stack). The `u64` is the G's id, for the message.
+    fail: unsafe fn(*mut SlotBuf, String, u64),
+    /// Drops the `thread::Result<T>` in the slot, containing a panic.
+    drop_result: unsafe fn(*mut SlotBuf, u64),
 }
 
 unsafe fn run_slot<F: FnOnce() -> T, T>(buf: *mut SlotBuf) {
@@ -128,18 +130,26 @@ unsafe fn run_slot<F: FnOnce() -> T, T>(buf: *mut SlotBuf) {
     }
 }
 
-unsafe fn fail_slot<F: FnOnce() -> T, T>(buf: *mut SlotBuf, msg: String) {
+unsafe fn fail_slot<F: FnOnce() -> T, T>(buf: *mut SlotBuf, msg: String, id: u64) {
     // SAFETY: as in `run_slot`.
-    unsafe {
-        drop(slot_take::<F>(buf));
-        let r: thread::Result<T> = Err(Box::new(msg));
-        slot_put(buf, r);
-    }
+    let f = unsafe { slot_take::<F>(buf) };
+    // This runs on the M's own stack, in the scheduler: a panicking capture must not unwind
+    // into it (see `unwind.rs`). The slot is empty while `f` drops.
+    drop_contained(
+        f,
+        format_args!("green thread #{id} could not start, and its closure"),
+    );
+    let r: thread::Result<T> = Err(Box::new(msg));
+    // SAFETY: the slot is empty (F was taken out above).
+    unsafe { slot_put(buf, r) };
 }
 
-unsafe fn drop_result<T>(buf: *mut SlotBuf) {
+unsafe fn drop_result<T>(buf: *mut SlotBuf, id: u64) {
     // SAFETY: the caller says a result is in the slot.
-    drop(unsafe { slot_take::<thread::Result<T>>(buf) });
+    let r = unsafe { slot_take::<thread::Result<T>>(buf) };
+    // Nobody owns the result: whoever drops it (the G's last frame, or the handle's owner)
+    // must not unwind for it (see `unwind.rs`). `Err(payload)`: the payload may panic too.
+    drop_contained(r, format_args!("green thread #{id}'s result"));
 }
 
 /// One `SlotOps` table per (F, T), in static memory.
@@ -385,7 +395,7 @@ impl G {
     /// The caller owns the G, which has never run.
     pub(crate) unsafe fn fail_task(&self, msg: String) {
         // SAFETY: as in `run_task`.
-        unsafe { ((*self.ops.get()).fail)(self.slot.get(), msg) };
+        unsafe { ((*self.ops.get()).fail)(self.slot.get(), msg, self.id()) };
         self.complete();
     }
 
@@ -405,7 +415,7 @@ impl G {
             J_DETACHED => {
                 // Nobody will take the result: drop it here.
                 // SAFETY: the slot holds the result; the handle is gone.
-                unsafe { ((*self.ops.get()).drop_result)(self.slot.get()) };
+                unsafe { ((*self.ops.get()).drop_result)(self.slot.get(), self.id()) };
             }
             _ => {}
         }
@@ -459,7 +469,7 @@ impl G {
             .is_err()
         {
             // SAFETY: J_DONE: the result is ours to drop.
-            unsafe { ((*self.ops.get()).drop_result)(self.slot.get()) };
+            unsafe { ((*self.ops.get()).drop_result)(self.slot.get(), self.id()) };
         }
     }
 

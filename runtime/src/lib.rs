@@ -23,6 +23,7 @@ pub mod sync;
 mod sysmon;
 pub mod time;
 mod timer;
+mod unwind;
 
 pub use join::{is_green_thread, max_procs, num_green_threads, yield_now};
 pub use join::{spawn, Builder, JoinHandle};

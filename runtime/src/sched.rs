@@ -918,6 +918,10 @@ struct M {
 }
 
 fn mstart(pid: usize, spinning: bool) {
+    // User code that may panic runs on an M only inside `catch_unwind` (a G's closure) or
+    // `drop_contained`; anything else unwinding this far is a gort bug, and must not end the
+    // thread quietly with its P (`unwind.rs`).
+    let _abort = crate::unwind::AbortOnUnwind("a scheduler thread (M)");
     signal::ensure_altstack();
     let sched = sched();
     let mut m = M {

@@ -165,6 +165,8 @@ struct Seen {
 
 /// The monitor thread's loop (started by the first `newm`).
 pub(crate) fn sysmon() {
+    // Sysmon runs no user code; a panic here is a gort bug and must not pass silently.
+    let _abort = crate::unwind::AbortOnUnwind("the monitor thread (sysmon)");
     let s = sched();
     let _ = s.sysmon_thread.set(std::thread::current());
     let n = s.procs;

@@ -60,7 +60,10 @@ impl TimerState {
 pub(crate) enum Action {
     /// Unpark a G or thread (unless cancelled meanwhile).
     Wake(Unparker, Arc<TimerState>),
-    /// Run a short callback (on an M, outside any lock; it must not block).
+    /// Run a short callback (on an M, outside any lock; it must not block). Only the
+    /// runtime's own callbacks (`time::after`, `time::tick`: a `try_send` of an `Instant`),
+    /// never user code, so none is expected to panic; one that did would be a gort bug,
+    /// stopped by the M's `AbortOnUnwind` with a message (see `unwind.rs`).
     Call(Box<dyn FnOnce() + Send>),
 }
 

@@ -2,7 +2,8 @@
 //! read once at start-up, a whole-process count).
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Set in the child: the test body runs instead of spawning a child.
 pub const CHILD_VAR: &str = "GORT_TEST_CHILD";
@@ -15,6 +16,56 @@ pub fn is_child(test: &str) -> bool {
 /// Runs the test binary again, running only `test` (whose body checks `is_child`), with the
 /// extra environment `env`. Returns the child's output.
 pub fn run_child(test: &str, env: &[(&str, &str)]) -> Output {
+    child_command(test, env).output().expect("run child")
+}
+
+/// `run_child`, but a child still running after `deadline` is killed and the test fails
+/// with what it printed so far (a hang is the failure these tests look for).
+pub fn run_child_with_deadline(test: &str, env: &[(&str, &str)], deadline: Duration) -> Output {
+    use std::io::Read;
+    let mut child = child_command(test, env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run child");
+    // Drain both pipes on their own threads, so a chatty child never blocks on a full pipe.
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped")));
+    let err = drain(Box::new(child.stderr.take().expect("piped")));
+    let start = Instant::now();
+    let mut hung = false;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for child") {
+            break st;
+        }
+        if start.elapsed() > deadline {
+            hung = true;
+            let _ = child.kill();
+            break child.wait().expect("wait for child");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let o = Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    };
+    assert!(
+        !hung,
+        "child hung (killed after {deadline:?})\n--- stdout\n{}\n--- stderr\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    o
+}
+
+fn child_command(test: &str, env: &[(&str, &str)]) -> Command {
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
     cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
@@ -28,7 +79,7 @@ pub fn run_child(test: &str, env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run child")
+    cmd
 }
 
 pub fn stderr(o: &Output) -> String {
