@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_success, is_child, run_child, stderr, stdout};
+use common::{assert_success, cpu_ticks, is_child, run_child, stderr, stdout, ticks_per_second};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,20 +18,6 @@ fn os_threads() -> usize {
 }
 
 /// User + system CPU time of the process, in clock ticks.
-fn cpu_ticks() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = &s[s.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after `) `.
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn ticks_per_second() -> u64 {
-    // SAFETY: sysconf only reads a configuration value.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as u64
-}
-
 /// Waits (politely) until `cond` holds, failing after a generous bound instead of hanging.
 fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -75,17 +75,17 @@ const GFREE_CAP: usize = 64;
 /// Dead G structs kept process-wide beyond the P's lists: a burst of this many G's is
 /// followed by another without touching the allocator (Go keeps every G it ever made).
 const GFREE_GLOBAL_CAP: usize = 1 << 20;
-/// Dead G structs the global list keeps when the runtime goes idle; the rest are freed,
-/// [`GFREE_TRIM_BATCH`] at a time, by M's running out of work.
+/// Dead G structs the global list keeps when the runtime goes idle; the rest are freed by
+/// the idle M that gives memory back (see "Giving memory back" on `M::release_global_memory`).
 const GFREE_KEEP_IDLE: usize = 16 * 1024;
-/// Most G structs one M frees on its way to sleep.
-const GFREE_TRIM_BATCH: usize = 64 * 1024;
+/// G structs freed by threads outside the runtime (a main thread joining a burst) wake an
+/// idle M to free them only once this many beyond [`GFREE_KEEP_IDLE`] have piled up, so that
+/// a main thread spawning and joining in a loop does not wake an M every few joins.
+const GFREE_EXT_SLACK: usize = 16 * 1024;
 /// Stacks a P keeps; beyond it half move to the global lists.
 const STACK_CACHE_CAP: usize = 32;
 /// G ids a P reserves at once (Go's goidcache).
 const GOID_BATCH: u64 = 16;
-/// Dirty stacks an M scrubs per class before it sleeps.
-const SCRUB_BATCH: usize = 256;
 /// An idle M gives memory back in steps this small (stacks scrubbed, G structs freed), so
 /// that it notices a P handed to it, or a due timer, soon.
 const SCRUB_STEP: usize = 4;
@@ -194,6 +194,9 @@ struct MNote {
     nextp: AtomicUsize,
     /// Whether the M is counted in `nmspinning` on its hand-over.
     spinning: AtomicBool,
+    /// Set (before an unpark) by a thread outside the runtime that left memory to give back
+    /// while every P was idle: the M wakes up, gives it back, and sleeps again.
+    release: AtomicBool,
     thread: Thread,
 }
 
@@ -256,6 +259,8 @@ pub(crate) struct Sched {
     /// only costs a needless lock or one fresh allocation) so that spawns do not take the
     /// lock just to find the list empty.
     gfree_len: AtomicUsize,
+    /// Claimed by the one idle M giving memory back (see `M::release_global_memory`).
+    releasing: AtomicBool,
 }
 
 static SCHED: OnceLock<Sched> = OnceLock::new();
@@ -399,6 +404,7 @@ impl Sched {
             coprimes,
             gfree: Mutex::new(VecDeque::new()),
             gfree_len: AtomicUsize::new(0),
+            releasing: AtomicBool::new(false),
         }
     }
 
@@ -466,6 +472,32 @@ impl Sched {
             unsafe { G::dealloc(f.0) };
         }
         n
+    }
+
+    /// Whether idle M's have memory to give back: dirty stacks in the global lists, or
+    /// more spare G structs than [`GFREE_KEEP_IDLE`]. Takes the lists' locks: the
+    /// no-stranding argument of `M::release_global_memory` rests on them.
+    fn memory_pending(&self) -> bool {
+        stack::any_dirty() || lock(&self.gfree).len() > GFREE_KEEP_IDLE
+    }
+
+    /// A thread outside the runtime (no P) just put G structs on the global free list.
+    /// While some P is held, the M holding it will go idle later and free them; but with
+    /// every P idle no M goes idle again, so once enough have piled up, wake an idle M to
+    /// give them back (see "Giving memory back" on `M::release_global_memory`).
+    fn request_release(&self) {
+        if self.gfree_len.load(Ordering::Relaxed) <= GFREE_KEEP_IDLE + GFREE_EXT_SLACK
+            || self.releasing.load(Ordering::Relaxed)
+            || self.npidle.load(Ordering::Relaxed) != self.procs
+        {
+            return;
+        }
+        let idle = lock(&self.idle);
+        if let Some(m) = idle.midle.last() {
+            // Relaxed: `unpark` synchronizes with the `park` it ends (std's guarantee).
+            m.release.store(true, Ordering::Relaxed);
+            m.thread.unpark();
+        }
     }
 
     /// G structs on the global free list (for tests and diagnostics).
@@ -931,6 +963,7 @@ fn mstart(pid: usize, spinning: bool) {
         note: Arc::new(MNote {
             nextp: AtomicUsize::new(NO_P),
             spinning: AtomicBool::new(false),
+            release: AtomicBool::new(false),
             thread: std::thread::current(),
         }),
         rng: 0x9E37_79B9_7F4A_7C15 ^ (pid as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
@@ -1129,33 +1162,63 @@ impl M {
     }
 
     /// Gives memory back while parked on the idle list, P already returned: the deep pages
-    /// of a batch of the global stack lists, and spare G structs beyond
-    /// [`GFREE_KEEP_IDLE`]. In small steps, and only until `startm` hands this M a P (or, for
-    /// the timer sleeper, while firing due timers between steps): after a burst of a million
-    /// G's this is milliseconds of work, which must not hold a P or delay a wake-up.
+    /// of the global stack lists' dirty stacks, and spare G structs beyond
+    /// [`GFREE_KEEP_IDLE`].
+    ///
+    /// # Giving memory back
+    ///
+    /// After a burst of a million G's this is a second or more of `madvise` and `free`
+    /// calls. It must not hold a P or delay a wake-up, and it must finish while the runtime
+    /// stays idle, with no new work to prompt it. So one idle M at a time claims the job
+    /// (`releasing`) and works in small steps (four stacks or 512 G structs), stopping as
+    /// soon as `startm` hands it a P (and, as the timer sleeper, firing due timers between
+    /// steps); the rest is left to the next M that goes idle.
+    ///
+    /// No memory is stranded while the runtime is idle. Memory to give back is put on the
+    /// global lists under their locks, by an M holding a P (which goes idle later, then
+    /// claims the job or finds it claimed) or by a thread outside the runtime (which then
+    /// calls `request_release`). The releaser drops its claim and *then* looks at the lists
+    /// under their locks (`memory_pending`), going on if anything is left. Whoever added
+    /// memory either took the list lock before that look (so the look sees the memory) or
+    /// after it (so the claim's release happens before the adder's later check of
+    /// `releasing`, which it then sees false, and before the idling M's claim, which then
+    /// succeeds). `request_release` reads `npidle` after its push in the same way: if it
+    /// reads fewer than all P's idle, the M whose idling completes the set takes the list
+    /// lock after the push and sees it.
     fn release_global_memory(&self, timer_sleeper: bool) {
         let s = self.sched;
-        let handed_p = || self.note.nextp.load(Ordering::Relaxed) != NO_P;
-        let mut left = SCRUB_BATCH;
-        while left > 0 && !handed_p() {
-            if timer_sleeper {
-                s.timers.run_due();
+        // Relaxed claim and release: what they guard (the global lists) is under locks, and
+        // the argument above rests on those locks' order, not on these atomics'.
+        while !s.releasing.swap(true, Ordering::Relaxed) {
+            let mut freed = 0;
+            let finished = self.release_steps(timer_sleeper, &mut freed);
+            if finished && freed >= MALLOC_TRIM_AFTER {
+                trim_malloc(s);
             }
-            let n = stack::scrub_all(SCRUB_STEP);
-            if n == 0 {
-                break;
+            s.releasing.store(false, Ordering::Relaxed);
+            if !finished || !s.memory_pending() {
+                return;
             }
-            left = left.saturating_sub(n);
         }
-        let mut left = GFREE_TRIM_BATCH;
-        while left > 0 && !handed_p() {
+    }
+
+    /// Gives memory back in small steps until none is left (true) or this M is handed a P
+    /// (false). Adds the G structs freed to `freed`.
+    fn release_steps(&self, timer_sleeper: bool, freed: &mut usize) -> bool {
+        let s = self.sched;
+        loop {
+            if self.note.nextp.load(Ordering::Relaxed) != NO_P {
+                return false;
+            }
             if timer_sleeper {
                 s.timers.run_due();
             }
-            if s.trim_gfree(GFREE_KEEP_IDLE, TRIM_STEP) == 0 {
-                break;
+            let scrubbed = stack::scrub_all(SCRUB_STEP);
+            let n = s.trim_gfree(GFREE_KEEP_IDLE, TRIM_STEP);
+            *freed += n;
+            if scrubbed == 0 && n == 0 {
+                return true;
             }
-            left = left.saturating_sub(TRIM_STEP);
         }
     }
 
@@ -1191,6 +1254,10 @@ impl M {
             }
             if timer_sleeper {
                 s.timers.run_due();
+            }
+            // Relaxed: `request_release` set it before the `unpark` that ended our `park`.
+            if self.note.release.swap(false, Ordering::Relaxed) {
+                self.release_global_memory(timer_sleeper);
             }
         }
     }
@@ -1354,6 +1421,53 @@ impl M {
     }
 }
 
+/// After freeing this many G structs in one go, ask the allocator to give its free pages
+/// back too: a burst's G structs are small blocks spread over the allocator's heaps, which
+/// glibc's `free` does not return to the kernel by itself (a million freed G's left about
+/// 250 MiB resident).
+const MALLOC_TRIM_AFTER: usize = 4096;
+
+/// Returns the C allocator's free pages to the kernel, where the allocator has a call for it
+/// (glibc's `malloc_trim`); elsewhere a no-op (musl's allocator returns them by itself).
+///
+/// The call takes milliseconds after a burst (11 ms after freeing a million G structs
+/// here), during which the calling thread notices nothing: not a P handed to it, not a due
+/// timer. So it runs on a short-lived thread of its own (counted under `GORT_MAXTHREADS`),
+/// at most one at a time, and the idle M that asked goes back to watching for work. If no
+/// thread can be had, the trim is skipped (the memory stays with the allocator, which
+/// reuses it for the next burst).
+fn trim_malloc(s: &'static Sched) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static TRIMMING: AtomicBool = AtomicBool::new(false);
+        // Relaxed: only "one at a time" rides on this flag; nothing is published through it.
+        if TRIMMING.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if !s.reserve_thread() {
+            TRIMMING.store(false, Ordering::Relaxed);
+            return;
+        }
+        let done = move || {
+            s.nthreads.fetch_sub(1, Ordering::Relaxed);
+            TRIMMING.store(false, Ordering::Relaxed);
+        };
+        let spawned = std::thread::Builder::new()
+            .name("gort-trim".into())
+            .spawn(move || {
+                // SAFETY: `malloc_trim` only gives back memory the allocator holds free; any
+                // thread may call it at any time.
+                unsafe { libc::malloc_trim(0) };
+                done();
+            });
+        if spawned.is_err() {
+            done();
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = s;
+}
+
 /// Puts a dead, unreferenced G on the current P's free list (or the global one).
 pub(crate) fn free_g(g: NonNull<G>) {
     let s = sched();
@@ -1381,6 +1495,8 @@ impl Drop for ExtGFree {
             let mut global = lock(&s.gfree);
             global.extend(self.0.drain(..));
             s.gfree_len.store(global.len(), Ordering::Relaxed);
+            drop(global);
+            s.request_release();
         }
     }
 }
@@ -1418,6 +1534,7 @@ fn ext_gfree_push(s: &Sched, g: FreeG) {
             unsafe { G::dealloc(g.0) };
         }
     }
+    s.request_release();
 }
 
 /// The oldest G reachable through `st` (a queue's front, where thieves take from), if any.

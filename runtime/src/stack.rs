@@ -372,6 +372,14 @@ pub(crate) fn totals() -> (usize, usize) {
     (cached, reserved)
 }
 
+/// Whether any class has dirty stacks in its global lists (under each class's lock).
+pub(crate) fn any_dirty() -> bool {
+    let classes: Vec<&'static StackClass> = lock(&CLASSES).clone();
+    classes
+        .into_iter()
+        .any(|c| !lock(&c.lists).dirty.is_empty())
+}
+
 /// Every stack class's dirty stacks, scrubbed in batches of at most `max` per class.
 pub(crate) fn scrub_all(max: usize) -> usize {
     let classes: Vec<&'static StackClass> = lock(&CLASSES).clone();

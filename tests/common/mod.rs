@@ -106,3 +106,27 @@ pub fn assert_success(o: &Output) {
         stderr(o)
     );
 }
+
+/// CPU time (user + system) of this process so far, in clock ticks.
+pub fn cpu_ticks() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after `) `.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+pub fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a configuration value.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as u64
+}
+
+/// Resident memory of this process, in KiB (`VmRSS` of `/proc/self/status`).
+pub fn rss_kib() -> usize {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
