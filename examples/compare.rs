@@ -155,6 +155,24 @@ fn gort_parked_rss(n: usize) -> f64 {
     (during.saturating_sub(before) * 1024) as f64 / n as f64
 }
 
+/// Waits until RSS has stopped falling (at least a second, at most 30 s): an idle runtime
+/// gives a burst's memory back in the background.
+fn settle_rss() {
+    let start = Instant::now();
+    let mut prev = rss_kib();
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = rss_kib();
+        let falling = prev.saturating_sub(now) > 512;
+        prev = now;
+        if (!falling && start.elapsed() > Duration::from_secs(1))
+            || start.elapsed() > Duration::from_secs(30)
+        {
+            return;
+        }
+    }
+}
+
 /// RSS growth per parked OS thread (each blocked on a barrier). Kernel memory (the thread's
 /// kernel stack and task struct) is not in RSS and not counted.
 fn std_parked_rss(n: usize) -> f64 {
@@ -581,6 +599,9 @@ fn main() {
     // and resident, and parked G's would reuse their pages.
     if want("rss") {
         let g = gort_parked_rss(GORT_PARKED);
+        // The idle runtime gives the million G's memory back (after a grace period):
+        // let it finish, or the baseline's RSS growth would be read against it.
+        settle_rss();
         let s = std_parked_rss(STD_PARKED);
         row(
         "RSS per parked task",
@@ -629,6 +650,9 @@ fn main() {
         println!("gort spawn+join from a G: {g:.1} ns");
     }
     if want("yield") {
+        // After a burst, the idle runtime gives its memory back in the background (on a
+        // spare core): measure on a settled runtime.
+        settle_rss();
         let g = best(3, || gort_yield_alone(10_000_000));
         let s = best(3, || std_yield(1_000_000));
         row(
@@ -640,6 +664,7 @@ fn main() {
         );
     }
     if want("chan") {
+        settle_rss();
         let g = best(3, || gort_ping_pong(1_000_000));
         let s = best(3, || std_ping_pong(20_000));
         row(
@@ -678,6 +703,7 @@ fn main() {
         );
     }
     if want("time") {
+        settle_rss();
         let g = best(3, gort_sleep_latency);
         let s = best(3, std_sleep_latency);
         row(
@@ -694,6 +720,7 @@ fn main() {
         );
     }
     if want("blocking") {
+        settle_rss();
         let g = best(3, || gort_blocking_round_trip(10_000_000));
         let s = best(3, || syscall_round_trip(1_000_000));
         row(

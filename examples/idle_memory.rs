@@ -6,7 +6,9 @@
 //! - `parked`: 1,000,000 G's park at once (on a channel), are released, and joined.
 //!
 //! For each: RSS before, at the peak, right after the last join, and 1, 2 and 5 s later
-//! (from `/proc/self/status`), with the runtime's spare G structs and cached stacks.
+//! (from `/proc/self/status`), with the runtime's spare G structs and cached stacks. Then
+//! `sleep(1 ms)` lateness on a fresh runtime and while a parked burst's memory is being
+//! given back.
 //!
 //! `cargo run --release --example idle_memory`
 
@@ -94,9 +96,42 @@ fn parked() -> (usize, usize) {
     (peak, rss_kib())
 }
 
+/// Lateness of `sleep(1 ms)` in a G, `n` times in a row: (median, max) in µs.
+fn sleep_lateness(n: usize) -> (f64, f64) {
+    gort::go!(move || {
+        let mut lates: Vec<f64> = (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                gort::sleep(Duration::from_millis(1));
+                (t.elapsed().as_secs_f64() - 0.001) * 1e6
+            })
+            .collect();
+        lates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        (lates[n / 2], lates[n - 1])
+    })
+    .join()
+    .unwrap()
+}
+
+/// `sleep(1 ms)` lateness on a fresh runtime, then right after a burst of 1,000,000 parked
+/// G's is joined: 2,000 sleeps cover the grace period and the memory being given back.
+fn latency() {
+    let (m0, x0) = sleep_lateness(500);
+    parked();
+    let (m1, x1) = sleep_lateness(2_000);
+    println!(
+        "sleep(1 ms) lateness: fresh runtime median {m0:.0} us (max {x0:.0}); while the \
+         burst's memory is given back median {m1:.0} us (max {x1:.0})"
+    );
+}
+
 fn main() {
     if let Some(mode) = std::env::args().nth(1) {
         gort::go!(|| ()).join().unwrap();
+        if mode == "latency" {
+            latency();
+            return;
+        }
         let before = rss_kib();
         let (peak, after) = match mode.as_str() {
             "deep" => deep(),
@@ -124,7 +159,7 @@ fn main() {
         return;
     }
     let exe = std::env::current_exe().unwrap();
-    for mode in ["deep", "parked"] {
+    for mode in ["deep", "parked", "latency"] {
         let o = std::process::Command::new(&exe).arg(mode).output().unwrap();
         print!("{}", String::from_utf8_lossy(&o.stdout));
         if !o.status.success() {

@@ -40,6 +40,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock};
 use std::thread::Thread;
+use std::time::Instant;
 
 use corosensei::CoroutineResult;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
@@ -90,6 +91,9 @@ const GOID_BATCH: u64 = 16;
 /// that it notices a P handed to it, or a due timer, soon.
 const SCRUB_STEP: usize = 4;
 const TRIM_STEP: usize = 512;
+/// How long the runtime must stay idle before an idle M gives a burst's memory back: bursts
+/// closer together than this reuse each other's G structs and warm stacks.
+const IDLE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 /// A P index meaning "none".
 pub(crate) const NO_P: usize = usize::MAX;
 
@@ -1169,10 +1173,14 @@ impl M {
     ///
     /// After a burst of a million G's this is a second or more of `madvise` and `free`
     /// calls. It must not hold a P or delay a wake-up, and it must finish while the runtime
-    /// stays idle, with no new work to prompt it. So one idle M at a time claims the job
-    /// (`releasing`) and works in small steps (four stacks or 512 G structs), stopping as
-    /// soon as `startm` hands it a P (and, as the timer sleeper, firing due timers between
-    /// steps); the rest is left to the next M that goes idle.
+    /// stays idle, with no new work to prompt it; but a burst that follows another at once
+    /// should find the first one's G structs and stacks still there. So one idle M at a time
+    /// claims the job (`releasing`) when it goes idle, waits [`IDLE_GRACE`] (parked, with a
+    /// timeout), and only then works, in small steps (four stacks or 512 G structs),
+    /// stopping as soon as `startm` hands it a P (and, as the timer sleeper, firing due
+    /// timers between steps). Handed a P, during the grace or the work, it drops the claim;
+    /// the next M to go idle takes the job over. Returns when to go on (the claim still
+    /// held), or None once done (claim dropped).
     ///
     /// No memory is stranded while the runtime is idle. Memory to give back is put on the
     /// global lists under their locks, by an M holding a P (which goes idle later, then
@@ -1185,21 +1193,31 @@ impl M {
     /// succeeds). `request_release` reads `npidle` after its push in the same way: if it
     /// reads fewer than all P's idle, the M whose idling completes the set takes the list
     /// lock after the push and sees it.
-    fn release_global_memory(&self, timer_sleeper: bool) {
+    fn release_global_memory(&self, timer_sleeper: bool) -> Option<Instant> {
         let s = self.sched;
+        let mut freed = 0;
+        if !self.release_steps(timer_sleeper, &mut freed) {
+            // Handed a P: `stopm` sees it next and drops the claim.
+            return Some(Instant::now());
+        }
+        if freed >= MALLOC_TRIM_AFTER {
+            trim_malloc(s);
+        }
         // Relaxed claim and release: what they guard (the global lists) is under locks, and
         // the argument above rests on those locks' order, not on these atomics'.
-        while !s.releasing.swap(true, Ordering::Relaxed) {
-            let mut freed = 0;
-            let finished = self.release_steps(timer_sleeper, &mut freed);
-            if finished && freed >= MALLOC_TRIM_AFTER {
-                trim_malloc(s);
-            }
-            s.releasing.store(false, Ordering::Relaxed);
-            if !finished || !s.memory_pending() {
-                return;
-            }
+        s.releasing.store(false, Ordering::Relaxed);
+        if s.memory_pending() && !s.releasing.swap(true, Ordering::Relaxed) {
+            // More came while we worked: go on at once (the runtime is still idle).
+            return Some(Instant::now());
         }
+        None
+    }
+
+    /// Claims the job of giving memory back, to start after [`IDLE_GRACE`]; None if
+    /// another M holds it.
+    fn claim_release(&self) -> Option<Instant> {
+        // Relaxed: see `release_global_memory`.
+        (!self.sched.releasing.swap(true, Ordering::Relaxed)).then(|| Instant::now() + IDLE_GRACE)
     }
 
     /// Gives memory back in small steps until none is left (true) or this M is handed a P
@@ -1231,21 +1249,33 @@ impl M {
         let s = self.sched;
         lock(&s.idle).midle.push(self.note.clone());
         let timer_sleeper = s.timers.claim_sleeper();
-        self.release_global_memory(timer_sleeper);
+        // While this M holds the claim to give memory back: when it starts.
+        let mut release_at = self.claim_release();
         loop {
-            match s.timers.until_next() {
-                Some(d) if timer_sleeper => {
-                    if !d.is_zero() {
-                        std::thread::park_timeout(d);
-                    }
-                }
-                _ => std::thread::park(),
+            let mut wait = if timer_sleeper {
+                s.timers.until_next()
+            } else {
+                None
+            };
+            if let Some(t) = release_at {
+                let d = t.saturating_duration_since(Instant::now());
+                wait = Some(wait.map_or(d, |w| w.min(d)));
+            }
+            match wait {
+                Some(d) if d.is_zero() => {}
+                Some(d) => std::thread::park_timeout(d),
+                None => std::thread::park(),
             }
             // Acquire: pairs with the Release store in `startm`; after it we own the P.
             let pid = self.note.nextp.swap(NO_P, Ordering::Acquire);
             if pid != NO_P {
                 if timer_sleeper {
                     s.timers.release_sleeper();
+                }
+                if release_at.is_some() {
+                    // Busy again: the next M to go idle takes the job over (see
+                    // "Giving memory back").
+                    s.releasing.store(false, Ordering::Relaxed);
                 }
                 self.p = pid;
                 self.spinning = self.note.spinning.load(Ordering::Relaxed);
@@ -1256,8 +1286,11 @@ impl M {
                 s.timers.run_due();
             }
             // Relaxed: `request_release` set it before the `unpark` that ended our `park`.
-            if self.note.release.swap(false, Ordering::Relaxed) {
-                self.release_global_memory(timer_sleeper);
+            if self.note.release.swap(false, Ordering::Relaxed) && release_at.is_none() {
+                release_at = self.claim_release();
+            }
+            if release_at.is_some_and(|t| Instant::now() >= t) {
+                release_at = self.release_global_memory(timer_sleeper);
             }
         }
     }
