@@ -220,7 +220,7 @@ fn schedtrace_lines_parse() {
     let mut times = Vec::new();
     for line in err.lines().filter(|l| l.starts_with("SCHED ")) {
         // SCHED <t>ms: gomaxprocs=<n> idleprocs=<n> threads=<n> spinningthreads=<n>
-        // idlethreads=<n> runqueue=<n> [<a> <b>]
+        // idlethreads=<n> iowait=<n> runqueue=<n> [<a> <b>]
         let (head, rest) = line.split_once(": ").expect(line);
         let t: u64 = head["SCHED ".len()..]
             .strip_suffix("ms")
@@ -244,6 +244,7 @@ fn schedtrace_lines_parse() {
                 "threads",
                 "spinningthreads",
                 "idlethreads",
+                "iowait",
                 "runqueue"
             ],
             "{line}"

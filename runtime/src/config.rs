@@ -1,5 +1,6 @@
 //! Start-up configuration read from the environment: `GORT_MAXPROCS`, `GORT_MAXTHREADS`,
-//! `GORT_STACK_SIZE`, `GORT_DEBUG` and the `GORT_STACK_GUARD` test knob.
+//! `GORT_STACK_SIZE`, `GORT_DEBUG`, `GORT_RAISE_NOFILE` and the `GORT_STACK_GUARD` test
+//! knob.
 //!
 //! Every bad value prints exactly one warning line to stderr that names the variable and
 //! the value, and the default is used instead: the runtime never refuses to start over an
@@ -45,6 +46,9 @@ pub(crate) struct Config {
     pub(crate) hogs: Option<std::time::Duration>,
     pub(crate) stack_size: usize,
     pub(crate) guard_mode: GuardMode,
+    /// Raise the soft `RLIMIT_NOFILE` to the hard limit at start (`GORT_RAISE_NOFILE`,
+    /// default on, as Go since 1.19).
+    pub(crate) raise_nofile: bool,
 }
 
 fn warn(line: &str) {
@@ -239,9 +243,20 @@ impl Config {
                 Debug::default()
             }
         };
+        let raise_nofile = match std::env::var("GORT_RAISE_NOFILE").as_deref() {
+            Ok("1") | Ok("") | Err(_) => true,
+            Ok("0") => false,
+            Ok(other) => {
+                warn(&format!(
+                    "ignoring GORT_RAISE_NOFILE={other:?}: expected 0 or 1; using 1"
+                ));
+                true
+            }
+        };
         Config {
             procs,
             max_threads,
+            raise_nofile,
             schedtrace: debug.schedtrace,
             hogs: debug.hogs,
             stack_size,

@@ -12,6 +12,7 @@ pub mod chan;
 mod config;
 mod g;
 mod join;
+pub mod net;
 mod park;
 mod parking;
 mod sched;

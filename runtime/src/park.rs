@@ -111,6 +111,22 @@ impl Unparker {
     }
 }
 
+impl Unparker {
+    /// `unpark` for a batch: a G that must now be queued is pushed onto `out` (for
+    /// `Sched::inject`) instead of being queued one by one; a thread is unparked at once.
+    pub(crate) fn unpark_into(self, out: &mut Vec<GRef>) {
+        match self {
+            Unparker::Thread(t) => t.unpark(),
+            Unparker::G(g) => {
+                if unpark_g(&g) {
+                    // SAFETY: as in `unpark`: the reference the G kept when it parked.
+                    out.push(unsafe { GRef::from_raw(g.as_ptr().cast_mut()) });
+                }
+            }
+        }
+    }
+}
+
 /// The state-word half of `unpark`. True if the G was PARKED and must now be queued.
 fn unpark_g(g: &GRef) -> bool {
     let mut cur = g.state.load(Ordering::Relaxed);

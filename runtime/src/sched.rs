@@ -201,7 +201,25 @@ struct MNote {
     /// Set (before an unpark) by a thread outside the runtime that left memory to give back
     /// while every P was idle: the M wakes up, gives it back, and sleeps again.
     release: AtomicBool,
+    /// The M is (about to be) asleep in the poller rather than in `park`: waking it takes
+    /// an eventfd write (see `wake`).
+    polling: AtomicBool,
     thread: Thread,
+}
+
+impl MNote {
+    /// Wakes the M, whether it sleeps in `park` or in the poller. The caller has published
+    /// what the M should see (its `nextp`, its `release` flag).
+    fn wake(&self) {
+        self.thread.unpark();
+        // SeqCst fence: pairs with the one in `Poller::sleep`, which the M issues after
+        // setting `polling` and before it reads `nextp` (store-buffer pattern): either it
+        // sees what we published, or we see `polling` and break its `epoll_wait`.
+        fence(Ordering::SeqCst);
+        if self.polling.load(Ordering::Relaxed) {
+            crate::net::wake_sleeper();
+        }
+    }
 }
 
 struct Idle {
@@ -345,6 +363,9 @@ impl Sched {
         assert!((1..=MAX_PROCS).contains(&cfg.procs));
         stack::set_guard_mode(cfg.guard_mode);
         signal::install();
+        if cfg.raise_nofile {
+            raise_nofile();
+        }
         let ps: Box<[P]> = (0..cfg.procs)
             .map(|_| {
                 let w = Worker::new_fifo();
@@ -500,7 +521,7 @@ impl Sched {
         if let Some(m) = idle.midle.last() {
             // Relaxed: `unpark` synchronizes with the `park` it ends (std's guarantee).
             m.release.store(true, Ordering::Relaxed);
-            m.thread.unpark();
+            m.wake();
         }
     }
 
@@ -700,6 +721,49 @@ impl Sched {
         }
     }
 
+    /// Makes a batch of G's runnable (the ones one poll of the netpoller readied): on the
+    /// current P's queue if this thread is an M, else on the global queue; one `wakep` for
+    /// the lot.
+    pub(crate) fn inject(&self, batch: Vec<GRef>) {
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len() as u64;
+        let pid = current_p();
+        if pid != NO_P {
+            let p = &self.ps[pid];
+            // Owner-only counter (see P).
+            p.unparked
+                .store(p.unparked.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+            for g in batch {
+                // SAFETY: CUR_P says this thread's M holds the P.
+                unsafe { self.runqput(p, g, false) };
+            }
+            self.wakep(false);
+        } else {
+            self.ext_unparked.fetch_add(n, Ordering::Relaxed);
+            for g in batch {
+                self.injector.push(g);
+            }
+            self.wakep(true);
+        }
+    }
+
+    /// Polls the netpoller without blocking, if any G waits on I/O, and queues what it
+    /// readies. True if it readied any G.
+    fn netpoll_now(&self) -> bool {
+        match crate::net::poller_if_init() {
+            Some(pl) if pl.waiting() > 0 => {
+                let mut batch = Vec::new();
+                pl.poll(Some(std::time::Duration::ZERO), &mut batch);
+                let any = !batch.is_empty();
+                self.inject(batch);
+                any
+            }
+            _ => false,
+        }
+    }
+
     // ---- waking M's -----------------------------------------------------------------
 
     /// Wakes an idle M with an idle P if there is an idle P and no M is spinning (Go's
@@ -764,7 +828,7 @@ impl Sched {
                 // Release: hands the P (and `spinning`) over; pairs with the parked M's
                 // Acquire swap of `nextp`.
                 note.nextp.store(pid, Ordering::Release);
-                note.thread.unpark();
+                note.wake();
             }
             None => self.newm(pid, spinning),
         }
@@ -968,6 +1032,7 @@ fn mstart(pid: usize, spinning: bool) {
             nextp: AtomicUsize::new(NO_P),
             spinning: AtomicBool::new(false),
             release: AtomicBool::new(false),
+            polling: AtomicBool::new(false),
             thread: std::thread::current(),
         }),
         rng: 0x9E37_79B9_7F4A_7C15 ^ (pid as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
@@ -1023,8 +1088,10 @@ impl M {
             // SAFETY: this M holds `p`.
             let tick = unsafe { p.local() }.schedtick;
             if tick % GLOBAL_TICK == 0 {
-                // Fairness: timers and the global queue get a look however busy the P is.
+                // Fairness: timers, the network and the global queue get a look however
+                // busy the P is.
                 s.timers.run_due();
+                s.netpoll_now();
                 if !s.injector.is_empty() {
                     // SAFETY: this M holds `p`.
                     if let Some(g) = unsafe { s.globrunqget(p) } {
@@ -1056,6 +1123,11 @@ impl M {
             }
             // Due timers: what they wake lands on this P.
             if s.timers.run_due() > 0 {
+                continue 'top;
+            }
+            // Ready sockets (Go's findRunnable polls the network before stealing): what
+            // they ready lands on this P.
+            if s.netpoll_now() {
                 continue 'top;
             }
             // Steal, if not too many M's already are.
@@ -1230,6 +1302,7 @@ impl M {
             }
             if timer_sleeper {
                 s.timers.run_due();
+                s.netpoll_now();
             }
             let scrubbed = stack::scrub_all(SCRUB_STEP);
             let n = s.trim_gfree(GFREE_KEEP_IDLE, TRIM_STEP);
@@ -1252,19 +1325,39 @@ impl M {
         // While this M holds the claim to give memory back: when it starts.
         let mut release_at = self.claim_release();
         loop {
-            let mut wait = if timer_sleeper {
-                s.timers.until_next()
-            } else {
-                None
+            // How long to sleep: until the next timer (as the timer sleeper) or the start of
+            // the memory release, whichever comes first.
+            let wait = || {
+                let mut wait = if timer_sleeper {
+                    s.timers.until_next()
+                } else {
+                    None
+                };
+                if let Some(t) = release_at {
+                    let d = t.saturating_duration_since(Instant::now());
+                    wait = Some(wait.map_or(d, |w| w.min(d)));
+                }
+                wait
             };
-            if let Some(t) = release_at {
-                let d = t.saturating_duration_since(Instant::now());
-                wait = Some(wait.map_or(d, |w| w.min(d)));
-            }
-            match wait {
-                Some(d) if d.is_zero() => {}
-                Some(d) => std::thread::park_timeout(d),
-                None => std::thread::park(),
+            match crate::net::poller_if_init() {
+                // The timer sleeper sleeps in the poller once there is one: what becomes
+                // ready is queued globally (this M holds no P) and an M woken for it.
+                Some(pl) if timer_sleeper => {
+                    self.note.polling.store(true, Ordering::Relaxed);
+                    let mut batch = Vec::new();
+                    pl.sleep(
+                        wait,
+                        || self.note.nextp.load(Ordering::Relaxed) != NO_P,
+                        &mut batch,
+                    );
+                    self.note.polling.store(false, Ordering::Relaxed);
+                    s.inject(batch);
+                }
+                _ => match wait() {
+                    Some(d) if d.is_zero() => {}
+                    Some(d) => std::thread::park_timeout(d),
+                    None => std::thread::park(),
+                },
             }
             // Acquire: pairs with the Release store in `startm`; after it we own the P.
             let pid = self.note.nextp.swap(NO_P, Ordering::Acquire);
@@ -1451,6 +1544,23 @@ impl M {
         self.p()
             .stacks_cached
             .store(l.stacks.len(), Ordering::Relaxed);
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit (Go does the same since 1.19): a
+/// server with a green thread per connection needs an fd per connection, and the usual soft
+/// limit of 1,024 is far below what the machine allows. `GORT_RAISE_NOFILE=0` turns it off.
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid struct; failure leaves the limit as it was.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
 }
 

@@ -50,6 +50,8 @@ const SYSCALL_GRACE: Duration = Duration::from_millis(10);
 /// Sleeps at least this long are announced in `sysmon_sleeping`, so that `blocking` wakes
 /// sysmon instead of waiting the sleep out.
 const LONG_SLEEP: Duration = Duration::from_millis(1);
+/// How often sysmon polls the network when no idle M sleeps in the poller (Go: 10 ms).
+const NETPOLL_EVERY: Duration = Duration::from_millis(10);
 
 /// Runs `f`, letting the other green threads of this OS thread's P move to another OS
 /// thread if `f` blocks for long: for file I/O, DNS, a C library, `std::thread::sleep`, a
@@ -175,6 +177,7 @@ pub(crate) fn sysmon() {
     let mut fruitless = 0u32;
     let mut delay = MIN_DELAY;
     let mut next_trace = s.schedtrace.map(|d| Instant::now() + d);
+    let mut last_netpoll = Instant::now();
     loop {
         if fruitless == 0 {
             delay = MIN_DELAY;
@@ -219,6 +222,22 @@ pub(crate) fn sysmon() {
             fruitless = 0;
         } else {
             fruitless += 1;
+        }
+        // Go's sysmon polls the network when nobody has for 10 ms: with every P busy
+        // running G's that do not reach the scheduler (and so its every-61st-schedule
+        // poll), and no idle M asleep in the poller, ready sockets would otherwise wait.
+        if now.duration_since(last_netpoll) >= NETPOLL_EVERY {
+            last_netpoll = now;
+            if let Some(pl) = crate::net::poller_if_init() {
+                if pl.waiting() > 0 && !pl.is_sleeping() {
+                    let mut batch = Vec::new();
+                    pl.poll(Some(Duration::ZERO), &mut batch);
+                    if !batch.is_empty() {
+                        fruitless = 0;
+                    }
+                    s.inject(batch);
+                }
+            }
         }
         if let (Some(period), Some(t)) = (s.schedtrace, next_trace) {
             if now >= t {
@@ -298,13 +317,14 @@ fn trace_line(s: &Sched) -> String {
     let local: Vec<String> = v.local_queues.iter().map(|n| n.to_string()).collect();
     format!(
         "SCHED {}ms: gomaxprocs={} idleprocs={} threads={} spinningthreads={} idlethreads={} \
-         runqueue={} [{}]",
+         iowait={} runqueue={} [{}]",
         s.started.elapsed().as_millis(),
         v.procs,
         v.idle_procs,
         v.threads,
         v.spinning_threads,
         v.idle_threads,
+        crate::net::poller_if_init().map_or(0, |p| p.waiting()),
         v.global_queue,
         local.join(" ")
     )
@@ -338,6 +358,9 @@ pub struct Stats {
     pub stacks_cached: usize,
     /// Virtual bytes reserved for stacks (committed only as used).
     pub stack_bytes_reserved: usize,
+    /// G's parked waiting for a socket or a `PollFd` to become ready (also counted in
+    /// `parked_green_threads`).
+    pub io_waiting_green_threads: usize,
 }
 
 /// The scheduler's figures now (starts the runtime if it was not running).
@@ -365,6 +388,7 @@ pub fn stats() -> Stats {
         parked_green_threads: v.parked_gs,
         stacks_cached: v.stacks_cached + global_cached,
         stack_bytes_reserved: reserved,
+        io_waiting_green_threads: crate::net::poller_if_init().map_or(0, |p| p.waiting()),
     }
 }
 
@@ -375,12 +399,14 @@ impl fmt::Display for Stats {
         write!(
             f,
             "gomaxprocs={} idleprocs={} threads={} spinningthreads={} idlethreads={} \
-             runqueue={} [{}] live={} parked={} stacks_cached={} stack_bytes_reserved={}",
+             iowait={} runqueue={} [{}] live={} parked={} stacks_cached={} \
+             stack_bytes_reserved={}",
             self.max_procs,
             self.idle_procs,
             self.threads,
             self.spinning_threads,
             self.idle_threads,
+            self.io_waiting_green_threads,
             self.global_runqueue,
             local.join(" "),
             self.live_green_threads,

@@ -211,8 +211,20 @@ impl Timers {
             // Re-arm: the sleeper recomputes its timeout (std's park token makes this
             // safe even if it has not started sleeping yet).
             t.unpark();
+            // It may sleep in the poller instead: break that sleep. SeqCst fence: pairs
+            // with the one in `Poller::sleep` (the new `next` above, then its flag).
+            std::sync::atomic::fence(Ordering::SeqCst);
+            crate::net::wake_sleeper();
         }
         need_m
+    }
+
+    /// Unparks the timer sleeper, if any, so that it looks again at how to sleep (the
+    /// poller was just created).
+    pub(crate) fn wake_sleeper(&self) {
+        if let Some(t) = lock(&self.heap).sleeper.clone() {
+            t.unpark();
+        }
     }
 
     /// Notes that a `Wake` timer was cancelled, rebuilding the heap if cancelled entries

@@ -1,0 +1,157 @@
+//! `gort::net`: sockets that park only the green thread, on the runtime's netpoller.
+//!
+//! The types have std's names and signatures — [`TcpListener`], [`TcpStream`],
+//! [`UdpSocket`], [`unix::UnixListener`], [`unix::UnixStream`], [`unix::UnixDatagram`] — so
+//! that a program written with one OS thread per connection becomes a program with one
+//! green thread per connection by changing `std::net` to `gort::net`. A read, write, accept
+//! or connect that would block parks the calling green thread; the runtime's poller (epoll)
+//! readies it when the socket is ready, and the green thread's M runs other green threads
+//! meanwhile. Called from a plain OS thread, the same calls block that thread (in
+//! `poll(2)`), so the types work everywhere.
+//!
+//! [`PollFd`] does the same for any other non-blocking file descriptor (a pipe, an
+//! eventfd, inotify, a serial port).
+//!
+//! Host names given to `bind`/`connect`/`send_to` are resolved inside
+//! [`blocking`](crate::blocking), since the system resolver blocks its thread.
+//!
+//! Every socket is non-blocking and registered with the poller while it is a `gort::net`
+//! type; `into_std` (and `From`) give back the std type, deregistered and blocking again.
+
+mod poller;
+mod ready;
+mod source;
+mod tcp;
+mod udp;
+pub mod unix;
+
+pub use ready::PollFd;
+pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use udp::UdpSocket;
+
+pub use std::net::{
+    AddrParseError, IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6,
+    ToSocketAddrs,
+};
+
+pub(crate) use poller::{poller_if_init, wake_sleeper};
+
+use std::io;
+
+/// Resolves `addr`, inside `blocking` (a host name means a DNS look-up).
+fn resolve<A: ToSocketAddrs>(addr: A) -> io::Result<Vec<SocketAddr>> {
+    crate::blocking(|| addr.to_socket_addrs().map(Iterator::collect))
+}
+
+/// Tries `f` on each address in turn, as std does: the first success, else the last error.
+fn each_addr<T>(
+    addrs: &[SocketAddr],
+    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = None;
+    for a in addrs {
+        match f(*a) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any addresses",
+        )
+    }))
+}
+
+/// `addr` as a C socket address and its length.
+fn socket_addr_raw(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// The fd traits and the conversions to and from the std type, for a type whose field
+/// `src` is a `Source<$std>`.
+macro_rules! impl_fd_traits {
+    ($t:ty, $std:ty) => {
+        impl std::os::fd::AsFd for $t {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                self.src.get().as_fd()
+            }
+        }
+        impl std::os::fd::AsRawFd for $t {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.src.get().as_raw_fd()
+            }
+        }
+        impl std::os::fd::IntoRawFd for $t {
+            /// The fd, deregistered and blocking again.
+            fn into_raw_fd(self) -> std::os::fd::RawFd {
+                std::os::fd::IntoRawFd::into_raw_fd(self.into_std())
+            }
+        }
+        impl std::os::fd::FromRawFd for $t {
+            unsafe fn from_raw_fd(fd: std::os::fd::RawFd) -> Self {
+                // SAFETY: the caller's contract: `fd` is an open socket of this kind that
+                // nobody else owns.
+                <$t>::from(unsafe { <$std as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+            }
+        }
+        impl From<$std> for $t {
+            /// Makes the socket non-blocking and registers it with the runtime's poller.
+            fn from(s: $std) -> Self {
+                // Fails only for an fd that is not open, whose every use then fails anyway.
+                let _ =
+                    $crate::net::source::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&s), true);
+                Self {
+                    src: $crate::net::source::Source::new(s),
+                }
+            }
+        }
+        impl From<$t> for $std {
+            fn from(s: $t) -> $std {
+                s.into_std()
+            }
+        }
+        impl From<std::os::fd::OwnedFd> for $t {
+            fn from(fd: std::os::fd::OwnedFd) -> Self {
+                <$t>::from(<$std>::from(fd))
+            }
+        }
+        impl From<$t> for std::os::fd::OwnedFd {
+            fn from(s: $t) -> std::os::fd::OwnedFd {
+                std::os::fd::OwnedFd::from(s.into_std())
+            }
+        }
+    };
+}
+use impl_fd_traits;

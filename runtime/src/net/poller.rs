@@ -1,0 +1,473 @@
+//! The netpoller: one epoll instance for the runtime, and a poll descriptor per registered
+//! file descriptor (Go's `netpoll` and `pollDesc`).
+//!
+//! # Registration
+//!
+//! Every socket gort makes (and every fd given to `PollFd`) is non-blocking and registered
+//! once, edge-triggered, for read, write and hang-up. Edge-triggered means the kernel reports
+//! a change of readiness, not a state: so a G always tries its system call first and waits
+//! only after `EAGAIN`, and a readiness edge that arrives while nobody waits is kept as a
+//! token (`ready`) for the next waiter.
+//!
+//! # The poll descriptor and why no wake-up is lost
+//!
+//! A descriptor has two directions (read, write), each a small spin-locked record: a
+//! `ready` token, a `closed` flag and the waiters (records on the waiting G's stacks). A G
+//! that got `EAGAIN` locks its direction: if `ready` is set it clears it and retries the
+//! call; otherwise it queues itself and parks. The poller, on an event, locks the direction:
+//! with waiters, it marks each woken and unparks it; with none, it sets `ready`. Both sides
+//! run under the direction's lock, so the edge either comes before the G's look (the G sees
+//! `ready` and retries) or after it (the G is queued and is woken): an edge that arrives
+//! between `EAGAIN` and the park is never lost. A woken G retries its call; if another got
+//! the data first it sees `EAGAIN` and waits again (an extra system call, never a hang).
+//!
+//! A waiter with a deadline parks with a timer; when it wakes past the deadline it takes
+//! itself off the queue under the lock, unless the poller marked it woken first (then it
+//! goes on as woken). A waiter record is freed only after its owner took the lock and saw it
+//! off the queue, so the poller never touches a record that is gone.
+//!
+//! # Descriptors are never freed
+//!
+//! An event names its descriptor by address plus a 16-bit sequence number in the epoll
+//! data (Go's tagged pointer). Descriptors live in a pool and are reused, never freed: an
+//! event already fetched for a socket that has since been closed can only find the
+//! descriptor reused under another sequence number, and is ignored. Closing a socket marks
+//! both directions closed and wakes their waiters with an error, removes the fd from epoll
+//! (`EPOLL_CTL_DEL`, before the fd is closed, so that a duplicate of the fd elsewhere keeps
+//! no registration alive), then bumps the sequence number.
+//!
+//! # Who polls
+//!
+//! See "The netpoller" in docs/ARCHITECTURE.md: an M looking for work polls without
+//! blocking before it steals (and every 61st schedule) when any G waits on I/O; the timer
+//! sleeper, the one idle M that sleeps until the next timer, sleeps in `epoll_wait` instead,
+//! and is woken through an eventfd (Go's `netpollBreak`) when it is handed a P or a timer
+//! earlier than its timeout is added.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::g::GRef;
+use crate::park::{park, park_deadline, Unparker, Waker};
+use crate::sched::current_g;
+use crate::spin::SpinMutex;
+
+/// Events fetched per `epoll_wait`.
+const EVENTS: usize = 128;
+
+/// Which way a G waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Read,
+    Write,
+}
+
+/// A waiting G, on its own stack; reached by the poller only under the direction's lock.
+struct IoWaiter {
+    waker: Waker,
+    /// Set by the poller (or by `close`) when it takes the waiter off the queue.
+    woken: bool,
+}
+
+struct DirState {
+    /// A readiness edge arrived while nobody waited.
+    ready: bool,
+    /// The descriptor was closed: waiters get an error.
+    closed: bool,
+    waiters: Vec<*mut IoWaiter>,
+}
+
+// SAFETY: the raw pointers are only dereferenced under the lock that guards them, while the
+// record's owner is blocked (see the module docs).
+unsafe impl Send for DirState {}
+
+impl DirState {
+    const fn new() -> DirState {
+        DirState {
+            ready: false,
+            closed: false,
+            waiters: Vec::new(),
+        }
+    }
+
+    /// Wakes every waiter (readiness or close): marks each woken and collects its handle.
+    fn wake_all(&mut self, out: &mut Vec<Unparker>) {
+        for w in self.waiters.drain(..) {
+            // SAFETY: a queued waiter is alive: its owner leaves only after seeing, under
+            // this lock, that it was taken off the queue.
+            unsafe {
+                (*w).woken = true;
+                out.push((*w).waker.upgrade());
+            }
+        }
+    }
+}
+
+/// A registered file descriptor's readiness state.
+pub(crate) struct PollDesc {
+    /// Bumped when the descriptor is released; the low 16 bits tag epoll events.
+    seq: AtomicU64,
+    rd: SpinMutex<DirState>,
+    wr: SpinMutex<DirState>,
+}
+
+impl PollDesc {
+    fn dir(&self, d: Dir) -> &SpinMutex<DirState> {
+        match d {
+            Dir::Read => &self.rd,
+            Dir::Write => &self.wr,
+        }
+    }
+
+    /// The epoll data naming this descriptor now: its address and sequence number.
+    fn token(&self) -> u64 {
+        let addr = self as *const PollDesc as u64;
+        debug_assert!(addr >> 48 == 0, "user-space addresses fit in 48 bits");
+        addr | ((self.seq.load(Ordering::Relaxed) & 0xFFFF) << 48)
+    }
+
+    /// Parks the calling G until `d` may be ready (`Ok`), the deadline passes
+    /// (`TimedOut`) or the descriptor is closed (an error). Called after `EAGAIN`; the
+    /// caller retries its call after `Ok`.
+    ///
+    /// # Panics
+    /// If the caller is not a green thread (plain threads use `poll(2)`).
+    pub(crate) fn wait(&self, d: Dir, deadline: Option<Instant>) -> io::Result<()> {
+        let g = current_g();
+        assert!(!g.is_null(), "PollDesc::wait outside a green thread");
+        let mut w = IoWaiter {
+            waker: Waker::G(g),
+            woken: false,
+        };
+        // From here on the record is reached only through this pointer (by us and, under
+        // the lock, by the poller).
+        let me: *mut IoWaiter = &mut w;
+        let dir = self.dir(d);
+        {
+            let mut st = dir.lock();
+            if st.closed {
+                return Err(closed_error());
+            }
+            if st.ready {
+                st.ready = false;
+                return Ok(());
+            }
+            if deadline.is_some_and(|t| Instant::now() >= t) {
+                return Err(timed_out());
+            }
+            st.waiters.push(me);
+        }
+        let p = poller();
+        p.waiting.fetch_add(1, Ordering::Relaxed);
+        let r = loop {
+            match deadline {
+                Some(t) => park_deadline(t),
+                None => park(),
+            }
+            let mut st = dir.lock();
+            // SAFETY: our own record, alive on this stack; read under the lock, under which
+            // the poller writes it.
+            if unsafe { (*me).woken } {
+                break if st.closed {
+                    Err(closed_error())
+                } else {
+                    Ok(())
+                };
+            }
+            if deadline.is_some_and(|t| Instant::now() >= t) {
+                st.waiters.retain(|&x| x != me);
+                break Err(timed_out());
+            }
+            // A stale token: park again.
+        };
+        p.waiting.fetch_sub(1, Ordering::Relaxed);
+        r
+    }
+
+    /// Marks the descriptor closed and wakes its waiters with an error. Further waits fail.
+    pub(crate) fn close(&self) {
+        let mut out = Vec::new();
+        for d in [Dir::Read, Dir::Write] {
+            let mut st = self.dir(d).lock();
+            st.closed = true;
+            st.wake_all(&mut out);
+        }
+        for u in out {
+            u.unpark(false);
+        }
+    }
+}
+
+pub(crate) fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "gort: I/O deadline passed")
+}
+
+fn closed_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "gort: the socket was closed while waiting on it",
+    )
+}
+
+/// The runtime's epoll instance.
+pub(crate) struct Poller {
+    epfd: OwnedFd,
+    /// Written to wake an M blocked in `epoll_wait`; registered with data 0.
+    event: OwnedFd,
+    /// G's parked waiting on a descriptor.
+    waiting: AtomicUsize,
+    /// An M is (about to be) blocked in `epoll_wait`.
+    sleeping: AtomicBool,
+    /// The eventfd was written and not yet drained (Go's `netpollWakeSig`).
+    break_pending: AtomicBool,
+    /// Released descriptors, for reuse.
+    free: Mutex<Vec<&'static PollDesc>>,
+}
+
+static POLLER: OnceLock<Poller> = OnceLock::new();
+
+/// The poller, created on first use (the first socket).
+pub(crate) fn poller() -> &'static Poller {
+    if let Some(p) = POLLER.get() {
+        return p;
+    }
+    let mut fresh = false;
+    let p = POLLER.get_or_init(|| {
+        fresh = true;
+        Poller::new().unwrap_or_else(|e| {
+            // Without epoll nothing in gort::net can work; every socket call would fail.
+            // This is resource exhaustion at the first socket: say so plainly.
+            panic!("gort: cannot create the network poller (epoll, eventfd): {e}")
+        })
+    });
+    if fresh {
+        // An idle M may be asleep on the timers the old way (std park): make it come back
+        // and sleep in the poller from now on.
+        crate::sched::sched().timers.wake_sleeper();
+    }
+    p
+}
+
+/// The poller, if any socket was ever made.
+pub(crate) fn poller_if_init() -> Option<&'static Poller> {
+    POLLER.get()
+}
+
+impl Poller {
+    fn new() -> io::Result<Poller> {
+        // SAFETY: plain system calls; results checked.
+        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if epfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd we own.
+        let epfd = unsafe { OwnedFd::from_raw_fd(epfd) };
+        // SAFETY: as above.
+        let ev = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if ev < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd we own.
+        let event = unsafe { OwnedFd::from_raw_fd(ev) };
+        let mut e = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: 0,
+        };
+        // SAFETY: both fds are valid; `e` is a valid event.
+        if unsafe { libc::epoll_ctl(epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, ev, &mut e) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Poller {
+            epfd,
+            event,
+            waiting: AtomicUsize::new(0),
+            sleeping: AtomicBool::new(false),
+            break_pending: AtomicBool::new(false),
+            free: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Whether an M is (about to be) blocked in `epoll_wait`.
+    pub(crate) fn is_sleeping(&self) -> bool {
+        self.sleeping.load(Ordering::Relaxed)
+    }
+
+    /// G's parked on a descriptor.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Registers `fd` (already non-blocking), edge-triggered for read, write and hang-up.
+    pub(crate) fn register(&self, fd: RawFd) -> io::Result<&'static PollDesc> {
+        let d = self
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_else(|| {
+                Box::leak(Box::new(PollDesc {
+                    seq: AtomicU64::new(0),
+                    rd: SpinMutex::new(DirState::new()),
+                    wr: SpinMutex::new(DirState::new()),
+                }))
+            });
+        for dir in [Dir::Read, Dir::Write] {
+            let mut st = d.dir(dir).lock();
+            st.ready = false;
+            st.closed = false;
+            debug_assert!(st.waiters.is_empty());
+        }
+        let mut e = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: d.token(),
+        };
+        // SAFETY: `fd` is a valid fd the caller owns; `e` is a valid event.
+        if unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut e) } < 0 {
+            let err = io::Error::last_os_error();
+            self.release(d);
+            return Err(err);
+        }
+        Ok(d)
+    }
+
+    /// Closes `d` (waking its waiters with an error), removes `fd` from epoll, and puts the
+    /// descriptor back in the pool under a new sequence number. The caller closes `fd`
+    /// afterwards.
+    pub(crate) fn deregister(&self, d: &'static PollDesc, fd: RawFd) {
+        d.close();
+        let mut e = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: `fd` is still open (the caller closes it after this). An error (the fd
+        // was never added, or already gone) changes nothing we rely on.
+        unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut e) };
+        self.release(d);
+    }
+
+    fn release(&self, d: &'static PollDesc) {
+        d.seq.fetch_add(1, Ordering::Relaxed);
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).push(d);
+    }
+
+    /// Polls once: blocks up to `timeout` (`None`: until an event or a break; zero: not at
+    /// all), and returns the G's (and threads) made ready, woken into `out` as a batch
+    /// (G's as references to queue, threads unparked at once). Returns the number of events.
+    pub(crate) fn poll(&self, timeout: Option<Duration>, out: &mut Vec<GRef>) -> usize {
+        let ms = match timeout {
+            None => -1,
+            Some(d) if d.is_zero() => 0,
+            // Round up: a timer due in 0.3 ms must not turn into a busy loop of 0 ms waits.
+            Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
+        };
+        // SAFETY: an all-zero epoll_event is valid.
+        let mut evs: [libc::epoll_event; EVENTS] = unsafe { std::mem::zeroed() };
+        // SAFETY: `evs` has room for EVENTS events.
+        let n =
+            unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), evs.as_mut_ptr(), EVENTS as i32, ms) };
+        if n <= 0 {
+            return 0;
+        }
+        let mut woken = Vec::new();
+        for e in &evs[..n as usize] {
+            let data = e.u64;
+            if data == 0 {
+                self.drain_break();
+                continue;
+            }
+            let d = (data & ((1 << 48) - 1)) as *const PollDesc;
+            // SAFETY: descriptors are never freed (module docs): the address stays valid.
+            let d = unsafe { &*d };
+            if d.seq.load(Ordering::Relaxed) & 0xFFFF != data >> 48 {
+                continue; // a socket closed since; the descriptor has moved on
+            }
+            let ev = e.events as i32;
+            if ev & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
+                ready(d, Dir::Read, &mut woken);
+            }
+            if ev & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
+                ready(d, Dir::Write, &mut woken);
+            }
+        }
+        for u in woken {
+            u.unpark_into(out);
+        }
+        n as usize
+    }
+
+    /// Blocks in `epoll_wait` as the idle M sleeping on the timers, unless `skip` says
+    /// (after this M announced itself) that it has been handed work meanwhile.
+    pub(crate) fn sleep(
+        &self,
+        timeout: impl FnOnce() -> Option<Duration>,
+        skip: impl FnOnce() -> bool,
+        out: &mut Vec<GRef>,
+    ) {
+        self.sleeping.store(true, Ordering::Relaxed);
+        // SeqCst fence: the sleeper's half of a store-buffer pair with `wake` callers
+        // (`MNote::wake`, `Timers::add`): they publish the hand-off or the earlier timer,
+        // fence, then read `sleeping`; we set `sleeping`, fence, then read the hand-off and
+        // the timers. One of the two sees the other.
+        fence(Ordering::SeqCst);
+        if !skip() {
+            let t = timeout();
+            if t != Some(Duration::ZERO) {
+                self.poll(t, out);
+            }
+        }
+        self.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Wakes the M blocked in `epoll_wait`, if one is (Go's `netpollBreak`). The caller has
+    /// published what it wants seen and issued a SeqCst fence (see `sleep`).
+    pub(crate) fn wake(&self) {
+        if !self.sleeping.load(Ordering::Relaxed) {
+            return;
+        }
+        // Relaxed: one write is enough until the sleeper drains it; the eventfd itself
+        // orders the rest.
+        if self.break_pending.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a valid u64 to our eventfd. EAGAIN (counter full)
+        // means it is readable anyway.
+        unsafe {
+            libc::write(
+                self.event.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+    }
+
+    fn drain_break(&self) {
+        let mut buf: u64 = 0;
+        // SAFETY: reading 8 bytes into a valid u64 from our non-blocking eventfd.
+        unsafe {
+            libc::read(
+                self.event.as_raw_fd(),
+                (&mut buf as *mut u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+        self.break_pending.store(false, Ordering::Relaxed);
+    }
+}
+
+/// An event for `d`'s direction `dir`: wake its waiters, or leave a token.
+fn ready(d: &PollDesc, dir: Dir, out: &mut Vec<Unparker>) {
+    let mut st = d.dir(dir).lock();
+    if st.waiters.is_empty() {
+        st.ready = true;
+    } else {
+        st.wake_all(out);
+    }
+}
+
+/// Wakes the M sleeping in the poller if there is one (after the caller's SeqCst fence).
+pub(crate) fn wake_sleeper() {
+    if let Some(p) = poller_if_init() {
+        p.wake();
+    }
+}

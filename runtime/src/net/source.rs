@@ -1,0 +1,188 @@
+//! `Source<T>`: a non-blocking fd (inside a std type `T`) registered with the poller, and
+//! the one loop every socket operation goes through: try the call; on `WouldBlock`, wait for
+//! readiness (a G parks on the poll descriptor; a plain OS thread blocks in `poll(2)`);
+//! retry.
+
+use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::poller::{poller, timed_out, Dir, PollDesc};
+use crate::sched::current_g;
+
+/// A registered, non-blocking fd, owned through the std type `T` that closes it.
+pub(crate) struct Source<T: AsRawFd> {
+    inner: ManuallyDrop<T>,
+    /// None if the poller refused the fd (then a G waits inside `blocking`, in `poll(2)`).
+    desc: Option<&'static PollDesc>,
+    /// Read and write timeouts in nanoseconds, 0 for none (per call, like `SO_RCVTIMEO`).
+    read_timeout: AtomicU64,
+    write_timeout: AtomicU64,
+}
+
+impl<T: AsRawFd> Source<T> {
+    /// Takes `inner`, already non-blocking, and registers its fd.
+    pub(crate) fn new(inner: T) -> Source<T> {
+        let desc = poller().register(inner.as_raw_fd()).ok();
+        Source {
+            inner: ManuallyDrop::new(inner),
+            desc,
+            read_timeout: AtomicU64::new(0),
+            write_timeout: AtomicU64::new(0),
+        }
+    }
+
+    /// Makes `inner` non-blocking and takes it.
+    pub(crate) fn from_blocking(inner: T) -> io::Result<Source<T>> {
+        set_nonblocking(inner.as_raw_fd(), true)?;
+        Ok(Source::new(inner))
+    }
+
+    pub(crate) fn get(&self) -> &T {
+        &self.inner
+    }
+
+    /// Deregisters the fd, makes it blocking again and gives back the std type.
+    pub(crate) fn into_inner(self) -> T {
+        let mut me = ManuallyDrop::new(self);
+        me.deregister();
+        // Best effort: a std type that stays non-blocking would surprise its user, but
+        // failing here could only mean the fd is already broken.
+        let _ = set_nonblocking(me.inner.as_raw_fd(), false);
+        // SAFETY: `me` is never dropped, so `inner` is taken out exactly once.
+        unsafe { ManuallyDrop::take(&mut me.inner) }
+    }
+
+    fn deregister(&mut self) {
+        if let Some(d) = self.desc.take() {
+            poller().deregister(d, self.inner.as_raw_fd());
+        }
+    }
+
+    /// Runs `f` until it does not return `WouldBlock`, waiting for `dir` in between.
+    pub(crate) fn io<R>(&self, dir: Dir, mut f: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        let deadline = self.deadline(dir);
+        loop {
+            match f(&self.inner) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+            self.wait(dir, deadline)?;
+        }
+    }
+
+    /// Waits until `dir` may be ready (or the deadline passes: `TimedOut`).
+    pub(crate) fn wait(&self, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
+        let fd = self.inner.as_raw_fd();
+        match self.desc {
+            Some(d) if !current_g().is_null() => d.wait(dir, deadline),
+            Some(_) => poll_fd(fd, dir, deadline),
+            // Not registered: wait in `poll(2)`, handing the P off if it takes long.
+            None => crate::blocking(|| poll_fd(fd, dir, deadline)),
+        }
+    }
+
+    fn deadline(&self, dir: Dir) -> Option<Instant> {
+        let ns = match dir {
+            Dir::Read => self.read_timeout.load(Ordering::Relaxed),
+            Dir::Write => self.write_timeout.load(Ordering::Relaxed),
+        };
+        (ns != 0).then(|| Instant::now() + Duration::from_nanos(ns))
+    }
+
+    /// std's `set_read_timeout`/`set_write_timeout`: `Some(ZERO)` is `InvalidInput`.
+    pub(crate) fn set_timeout(&self, dir: Dir, t: Option<Duration>) -> io::Result<()> {
+        let ns = match t {
+            Some(d) if d.is_zero() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "cannot set a 0 duration timeout",
+                ))
+            }
+            Some(d) => d.as_nanos().clamp(1, u64::MAX as u128) as u64,
+            None => 0,
+        };
+        match dir {
+            Dir::Read => self.read_timeout.store(ns, Ordering::Relaxed),
+            Dir::Write => self.write_timeout.store(ns, Ordering::Relaxed),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn timeout(&self, dir: Dir) -> Option<Duration> {
+        let ns = match dir {
+            Dir::Read => self.read_timeout.load(Ordering::Relaxed),
+            Dir::Write => self.write_timeout.load(Ordering::Relaxed),
+        };
+        (ns != 0).then(|| Duration::from_nanos(ns))
+    }
+}
+
+impl<T: AsRawFd> Drop for Source<T> {
+    fn drop(&mut self) {
+        // Deregister before the fd is closed (see `Poller::deregister`).
+        self.deregister();
+        // SAFETY: dropped once, here.
+        unsafe { ManuallyDrop::drop(&mut self.inner) };
+    }
+}
+
+pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl on an fd the caller owns; results checked.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let new = if on {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        if new != flags && libc::fcntl(fd, libc::F_SETFL, new) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Blocks the calling thread in `poll(2)` until `fd` is ready for `dir` or the deadline
+/// passes (`TimedOut`). Readiness may be spurious; the caller retries its call.
+pub(crate) fn poll_fd(fd: RawFd, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
+    let events = match dir {
+        Dir::Read => libc::POLLIN,
+        Dir::Write => libc::POLLOUT,
+    };
+    loop {
+        let ms = match deadline {
+            None => -1,
+            Some(t) => {
+                let left = t.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(timed_out());
+                }
+                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+            }
+        };
+        let mut p = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, ms) };
+        if r > 0 {
+            return Ok(());
+        }
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        // r == 0: the timeout, rounded; loop to check the clock.
+    }
+}

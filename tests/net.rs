@@ -1,0 +1,684 @@
+//! gort::net: sockets that park only the green thread. Every scenario runs in child
+//! processes under GORT_MAXPROCS 1, 2 and 4 (a blocked M shows as a hang at 1 P), with a
+//! deadline that turns a hang into a failure. Counts are checked exactly; nothing asserts
+//! on timing.
+mod common;
+use common::*;
+
+use std::io::{ErrorKind, Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gort::net::{PollFd, TcpListener, TcpStream, UdpSocket};
+
+/// Runs `test`'s child body under 1, 2 and 4 P's.
+fn run_procs(test: &str, extra: &[(&str, &str)]) {
+    for procs in ["1", "2", "4"] {
+        let mut env = vec![("GORT_MAXPROCS", procs)];
+        env.extend_from_slice(extra);
+        let o = run_child_with_deadline(test, &env, Duration::from_secs(120));
+        assert_success(&o);
+        assert!(
+            stdout(&o).contains("child done"),
+            "GORT_MAXPROCS={procs}: {}\n{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+}
+
+/// An echo server on a fresh port: a green thread accepts, one per connection echoes.
+fn echo_server() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(gort::go!(move || {
+        for c in l.incoming() {
+            let mut c = match c {
+                Ok(c) => c,
+                Err(_) => continue,
+            };
+            drop(gort::go!(move || {
+                let mut buf = [0u8; 1024];
+                loop {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if c.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+    }));
+    addr
+}
+
+/// 10,000 connections open at once, each a green thread sending ten distinct messages and
+/// checking every echoed byte; the totals are exact.
+#[test]
+fn ten_thousand_connections_every_byte_accounted() {
+    if is_child("ten_thousand_connections_every_byte_accounted") {
+        let addr = echo_server();
+        let n = 10_000usize;
+        let open = Arc::new(AtomicUsize::new(0));
+        let all_open = Arc::new(AtomicBool::new(false));
+        let slots = Arc::new(gort::sync::Semaphore::new(256));
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let (open, all_open, slots) = (open.clone(), all_open.clone(), slots.clone());
+                gort::go!(move || -> u64 {
+                    let permit = slots.acquire();
+                    let mut c = TcpStream::connect(addr).expect("connect");
+                    drop(permit);
+                    open.fetch_add(1, Ordering::SeqCst);
+                    // Every connection is open before any talks: 10,000 at once.
+                    while !all_open.load(Ordering::SeqCst) {
+                        gort::sleep(Duration::from_millis(1));
+                    }
+                    let mut bytes = 0u64;
+                    for k in 0..10u32 {
+                        let msg: Vec<u8> = (0..(64 + (i + k as usize) % 200))
+                            .map(|j| (i as u32 ^ k ^ j as u32) as u8)
+                            .collect();
+                        c.write_all(&msg).expect("write");
+                        let mut back = vec![0u8; msg.len()];
+                        c.read_exact(&mut back).expect("read");
+                        assert_eq!(back, msg, "connection {i} message {k}");
+                        bytes += msg.len() as u64;
+                    }
+                    bytes
+                })
+            })
+            .collect();
+        while open.load(Ordering::SeqCst) < n {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        all_open.store(true, Ordering::SeqCst);
+        let total: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+        let want: u64 = (0..n)
+            .map(|i| (0..10).map(|k| 64 + ((i + k) % 200) as u64).sum::<u64>())
+            .sum();
+        assert_eq!(total, want);
+        println!("child done: {total} bytes echoed over {n} connections");
+        return;
+    }
+    run_procs("ten_thousand_connections_every_byte_accounted", &[]);
+}
+
+/// One green thread writes while another reads the same stream (`&TcpStream`), with the
+/// peer echoing: every byte comes back in order.
+#[test]
+fn reader_and_writer_on_one_stream() {
+    if is_child("reader_and_writer_on_one_stream") {
+        let addr = echo_server();
+        let c = Arc::new(TcpStream::connect(addr).unwrap());
+        let total = 2_000_000usize;
+        let w = c.clone();
+        let writer = gort::go!(move || {
+            let mut sent = 0;
+            let mut k = 0u8;
+            while sent < total {
+                let chunk: Vec<u8> = (0..4096).map(|j| k.wrapping_add(j as u8)).collect();
+                let n = chunk.len().min(total - sent);
+                (&*w).write_all(&chunk[..n]).unwrap();
+                sent += n;
+                k = k.wrapping_add(n as u8);
+            }
+        });
+        let r = c.clone();
+        let reader = gort::go!(move || {
+            let mut got = 0usize;
+            let mut expect = 0u8;
+            let mut buf = [0u8; 8192];
+            while got < total {
+                let n = (&*r).read(&mut buf).unwrap();
+                assert!(n > 0, "early EOF at {got}");
+                for &b in &buf[..n] {
+                    assert_eq!(b, expect, "byte {got}");
+                    expect = expect.wrapping_add(1);
+                    got += 1;
+                }
+            }
+            got
+        });
+        writer.join().unwrap();
+        assert_eq!(reader.join().unwrap(), total);
+        println!("child done");
+        return;
+    }
+    run_procs("reader_and_writer_on_one_stream", &[]);
+}
+
+/// A G waiting on a socket parks only itself: with one P, other G's keep running and finish
+/// while it waits (forced with a channel, not a sleep).
+#[test]
+fn waiting_parks_only_the_green_thread() {
+    if is_child("waiting_parks_only_the_green_thread") {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let w = waiting.clone();
+        let acceptor = gort::go!(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+            let (mut c, _) = l.accept().unwrap();
+            let mut b = [0u8; 3];
+            c.read_exact(&mut b).unwrap();
+            b
+        });
+        while waiting.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        // Others run while it waits in accept: a chain of 1,000 G's passing a token.
+        let (tx, mut rx) = gort::chan::bounded::<u64>(0);
+        for _ in 0..1000 {
+            let (ntx, nrx) = gort::chan::bounded::<u64>(0);
+            let prev = rx;
+            drop(gort::go!(move || ntx
+                .send(prev.recv().unwrap() + 1)
+                .unwrap()));
+            rx = nrx;
+        }
+        drop(gort::go!(move || tx.send(0).unwrap()));
+        assert_eq!(rx.recv().unwrap(), 1000);
+        // Stats count it as waiting on I/O.
+        let mut io = 0;
+        for _ in 0..1000 {
+            io = gort::stats().io_waiting_green_threads;
+            if io == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(io, 1, "{:?}", gort::stats());
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"abc").unwrap();
+        assert_eq!(&acceptor.join().unwrap(), b"abc");
+        println!("child done");
+        return;
+    }
+    run_procs("waiting_parks_only_the_green_thread", &[]);
+}
+
+/// Read and write timeouts: a G parked past its deadline wakes with `TimedOut`; the stream
+/// stays usable afterwards. Zero timeouts are refused, as in std.
+#[test]
+fn deadlines() {
+    if is_child("deadlines") {
+        let addr = echo_server();
+        let h = gort::go!(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
+            assert_eq!(c.read_timeout().unwrap(), Some(Duration::from_millis(30)));
+            let mut b = [0u8; 4];
+            let e = c.read(&mut b).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::TimedOut);
+            // Still usable.
+            c.write_all(b"ping").unwrap();
+            c.read_exact(&mut b).unwrap();
+            assert_eq!(&b, b"ping");
+            assert_eq!(
+                c.set_read_timeout(Some(Duration::ZERO)).unwrap_err().kind(),
+                ErrorKind::InvalidInput
+            );
+            // A write that cannot proceed (the peer never reads) times out too.
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let silent = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (_peer, _) = l.accept().unwrap();
+            silent
+                .set_write_timeout(Some(Duration::from_millis(30)))
+                .unwrap();
+            let chunk = vec![0u8; 1 << 16];
+            let e = loop {
+                if let Err(e) = (&silent).write(&chunk) {
+                    break e;
+                }
+            };
+            assert_eq!(e.kind(), ErrorKind::TimedOut);
+            // UDP receive.
+            let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+            u.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            assert_eq!(u.recv_from(&mut b).unwrap_err().kind(), ErrorKind::TimedOut);
+        });
+        h.join().unwrap();
+        // The same from a plain OS thread.
+        let c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!((&c).read(&mut b).unwrap_err().kind(), ErrorKind::TimedOut);
+        println!("child done");
+        return;
+    }
+    run_procs("deadlines", &[]);
+}
+
+/// Shutting a stream down while another G waits to read it wakes that G (end of file); a
+/// peer that goes away gives EOF to a reader and an error to a writer (no SIGPIPE death);
+/// a refused connect is `ConnectionRefused`.
+#[test]
+fn shutdown_peer_gone_and_refused() {
+    if is_child("shutdown_peer_gone_and_refused") {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let c = Arc::new(TcpStream::connect(addr).unwrap());
+        let (peer, _) = l.accept().unwrap();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let (r, w) = (c.clone(), waiting.clone());
+        let reader = gort::go!(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+            let mut b = [0u8; 8];
+            (&*r).read(&mut b)
+        });
+        while waiting.load(Ordering::SeqCst) == 0 || gort::stats().io_waiting_green_threads == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        c.shutdown(std::net::Shutdown::Both).unwrap();
+        assert_eq!(reader.join().unwrap().unwrap(), 0);
+        drop(peer);
+
+        // Peer gone: a reader sees EOF, a writer an error.
+        let c2 = TcpStream::connect(addr).unwrap();
+        let (p2, _) = l.accept().unwrap();
+        let r = gort::go!(move || {
+            let mut c2 = c2;
+            let mut b = [0u8; 8];
+            let eof = c2.read(&mut b).unwrap();
+            let mut err = None;
+            for _ in 0..1000 {
+                if let Err(e) = c2.write_all(&[1u8; 1024]) {
+                    err = Some(e);
+                    break;
+                }
+            }
+            (eof, err.map(|e| e.kind()))
+        });
+        drop(p2);
+        let (eof, err) = r.join().unwrap();
+        assert_eq!(eof, 0);
+        assert!(
+            matches!(
+                err,
+                Some(ErrorKind::BrokenPipe | ErrorKind::ConnectionReset)
+            ),
+            "{err:?}"
+        );
+
+        // Refused.
+        drop(l);
+        let e = gort::go!(move || TcpStream::connect(addr).unwrap_err())
+            .join()
+            .unwrap();
+        assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+        println!("child done");
+        return;
+    }
+    run_procs("shutdown_peer_gone_and_refused", &[]);
+}
+
+/// Dropping one handle of a socket (a `try_clone`) while a G waits on the other leaves the
+/// waiter alone; the dropped fd's number, reused by new sockets, never reaches the old
+/// waiter, nor the old registration the new sockets.
+#[test]
+fn dropped_handles_and_reused_fds() {
+    if is_child("dropped_handles_and_reused_fds") {
+        let addr = echo_server();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut peer, _) = l.accept().unwrap();
+        let b = a.try_clone().unwrap();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let w = waiting.clone();
+        let reader = gort::go!(move || {
+            let mut a = a;
+            w.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 5];
+            a.read_exact(&mut buf).map(|_| buf)
+        });
+        while gort::stats().io_waiting_green_threads == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let old_fd = std::os::fd::AsRawFd::as_raw_fd(&b);
+        drop(b);
+        // New sockets take the freed fd numbers; each carries its own traffic.
+        let mut reused = false;
+        for i in 0..50u8 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            reused |= std::os::fd::AsRawFd::as_raw_fd(&s) == old_fd;
+            s.write_all(&[i; 3]).unwrap();
+            let mut back = [0u8; 3];
+            s.read_exact(&mut back).unwrap();
+            assert_eq!(back, [i; 3]);
+        }
+        assert!(reused, "the dropped fd number was never reused");
+        peer.write_all(b"hello").unwrap();
+        assert_eq!(&reader.join().unwrap().unwrap(), b"hello");
+        println!("child done");
+        return;
+    }
+    run_procs("dropped_handles_and_reused_fds", &[]);
+}
+
+fn set_nofile(n: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+}
+
+/// `accept` when the process is out of fds returns the error (EMFILE), and the listener
+/// works again once fds are freed.
+#[test]
+fn accept_under_emfile_recovers() {
+    if is_child("accept_under_emfile_recovers") {
+        let l = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+        let addr = l.local_addr().unwrap();
+        gort::go!(|| ()).join().unwrap();
+        // Three connections wait in the listener's backlog.
+        let mut clients: Vec<std::net::TcpStream> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        // Use up every fd the (lowered) limit allows.
+        let used = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        set_nofile(used + 16);
+        let mut spare = Vec::new();
+        loop {
+            match std::fs::File::open("/dev/null") {
+                Ok(f) => spare.push(f),
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
+                    break;
+                }
+            }
+        }
+        let l2 = l.clone();
+        let err = gort::go!(move || l2.accept().map(|_| ()))
+            .join()
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EMFILE), "{err}");
+        // Room again: the waiting connections are accepted, and work.
+        spare.truncate(spare.len().saturating_sub(4));
+        let l3 = l.clone();
+        let served = gort::go!(move || {
+            for _ in 0..3 {
+                let (mut s, _) = l3.accept().unwrap();
+                s.write_all(b"ok").unwrap();
+            }
+        });
+        served.join().unwrap();
+        for c in &mut clients {
+            let mut b = [0u8; 2];
+            c.read_exact(&mut b).unwrap();
+            assert_eq!(&b, b"ok");
+        }
+        println!("child done");
+        return;
+    }
+    run_procs(
+        "accept_under_emfile_recovers",
+        &[("GORT_RAISE_NOFILE", "0")],
+    );
+}
+
+/// UDP between green threads: every datagram arrives once, with `connect`ed and
+/// unconnected sends.
+#[test]
+fn udp_datagrams() {
+    if is_child("udp_datagrams") {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (aa, ba) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let n = 2_000u32;
+        let recv = gort::go!(move || {
+            let mut seen = vec![false; n as usize];
+            let mut buf = [0u8; 16];
+            for _ in 0..n {
+                let (len, from) = b.recv_from(&mut buf).unwrap();
+                assert_eq!(len, 4);
+                assert_eq!(from, aa);
+                let k = u32::from_le_bytes(buf[..4].try_into().unwrap());
+                assert!(!std::mem::replace(&mut seen[k as usize], true), "dup {k}");
+                // Ack, so that the sender never overruns the socket buffer.
+                b.send_to(&buf[..4], from).unwrap();
+            }
+            seen.iter().all(|&s| s)
+        });
+        let send = gort::go!(move || {
+            a.connect(ba).unwrap();
+            let mut buf = [0u8; 4];
+            for k in 0..n {
+                a.send(&k.to_le_bytes()).unwrap();
+                assert_eq!(a.recv(&mut buf).unwrap(), 4);
+                assert_eq!(u32::from_le_bytes(buf), k);
+            }
+        });
+        send.join().unwrap();
+        assert!(recv.join().unwrap());
+        println!("child done");
+        return;
+    }
+    run_procs("udp_datagrams", &[]);
+}
+
+/// Unix-domain streams and datagrams.
+#[test]
+fn unix_sockets() {
+    if is_child("unix_sockets") {
+        use gort::net::unix::{UnixDatagram, UnixListener, UnixStream};
+        let dir = std::env::temp_dir().join(format!("gort-unix-{}", std::process::id()));
+        let _ = std::fs::create_dir(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).unwrap();
+        let server = gort::go!(move || {
+            let mut total = 0;
+            for _ in 0..100 {
+                let (mut c, _) = l.accept().unwrap();
+                let mut buf = Vec::new();
+                c.read_to_end(&mut buf).unwrap();
+                c.write_all(&buf).unwrap();
+                total += buf.len();
+            }
+            total
+        });
+        let clients: Vec<_> = (0..100usize)
+            .map(|i| {
+                let path = path.clone();
+                gort::go!(move || {
+                    let mut c = UnixStream::connect(&path).unwrap();
+                    let msg = vec![i as u8; i + 1];
+                    c.write_all(&msg).unwrap();
+                    c.shutdown(std::net::Shutdown::Write).unwrap();
+                    let mut back = Vec::new();
+                    c.read_to_end(&mut back).unwrap();
+                    assert_eq!(back, msg);
+                    msg.len()
+                })
+            })
+            .collect();
+        let sent: usize = clients.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(server.join().unwrap(), sent);
+        let (x, y) = UnixDatagram::pair().unwrap();
+        let h = gort::go!(move || {
+            let mut buf = [0u8; 8];
+            let mut sum = 0u64;
+            for _ in 0..500 {
+                let n = y.recv(&mut buf).unwrap();
+                sum += u64::from_le_bytes(buf[..n].try_into().unwrap());
+            }
+            sum
+        });
+        for k in 0..500u64 {
+            x.send(&k.to_le_bytes()).unwrap();
+        }
+        assert_eq!(h.join().unwrap(), 499 * 500 / 2);
+        let (p, q) = UnixStream::pair().unwrap();
+        let h = gort::go!(move || {
+            let mut b = [0u8; 2];
+            (&q).read_exact(&mut b).unwrap();
+            b
+        });
+        (&p).write_all(b"hi").unwrap();
+        assert_eq!(&h.join().unwrap(), b"hi");
+        let _ = std::fs::remove_dir_all(&dir);
+        println!("child done");
+        return;
+    }
+    run_procs("unix_sockets", &[]);
+}
+
+/// The same types from plain OS threads (blocking them), talking to green threads and to
+/// each other; and the conversions to and from std.
+#[test]
+fn plain_threads_and_conversions() {
+    if is_child("plain_threads_and_conversions") {
+        let addr = echo_server();
+        let threads: Vec<_> = (0..8u8)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let mut c = TcpStream::connect(addr).unwrap();
+                    for k in 0..100u8 {
+                        c.write_all(&[i, k]).unwrap();
+                        let mut b = [0u8; 2];
+                        c.read_exact(&mut b).unwrap();
+                        assert_eq!(b, [i, k]);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // std -> gort -> std.
+        let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a2 = std_l.local_addr().unwrap();
+        let l: TcpListener = std_l.into();
+        let h = gort::go!(move || {
+            let (c, _) = l.accept().unwrap();
+            let mut s: std::net::TcpStream = c.into();
+            // Blocking again: a plain blocking read works.
+            let mut b = [0u8; 3];
+            s.read_exact(&mut b).unwrap();
+            b
+        });
+        let mut c = std::net::TcpStream::connect(a2).unwrap();
+        c.write_all(b"xyz").unwrap();
+        assert_eq!(&h.join().unwrap(), b"xyz");
+        let g: TcpStream = TcpStream::from(c);
+        assert_eq!(g.peer_addr().unwrap(), a2);
+        println!("child done");
+        return;
+    }
+    run_procs("plain_threads_and_conversions", &[]);
+}
+
+/// `PollFd` over a pipe: a G waits to read, another writes; a waiting write on a full pipe
+/// parks and resumes when drained.
+#[test]
+fn pollfd_pipe() {
+    if is_child("pollfd_pipe") {
+        let (r, w) = pipe();
+        let r = PollFd::new(r).unwrap();
+        let w = PollFd::new(w).unwrap();
+        let total = 1_000_000usize;
+        let reader = gort::go!(move || {
+            let mut got = 0usize;
+            let mut sum = 0u64;
+            let mut buf = [0u8; 4096];
+            while got < total {
+                let n = r.read_with(|mut f| f.read(&mut buf)).unwrap();
+                assert!(n > 0);
+                sum += buf[..n].iter().map(|&b| b as u64).sum::<u64>();
+                got += n;
+            }
+            (got, sum)
+        });
+        let writer = gort::go!(move || {
+            let chunk = [3u8; 8192];
+            let mut sent = 0;
+            while sent < total {
+                let n = chunk.len().min(total - sent);
+                sent += w.write_with(|mut f| f.write(&chunk[..n])).unwrap();
+            }
+        });
+        writer.join().unwrap();
+        assert_eq!(reader.join().unwrap(), (total, 3 * total as u64));
+        // A timeout on an idle pipe.
+        let (r2, _w2) = pipe();
+        let r2 = PollFd::new(r2).unwrap();
+        let e = gort::go!(move || r2.readable_timeout(Duration::from_millis(20)))
+            .join()
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        println!("child done");
+        return;
+    }
+    run_procs("pollfd_pipe", &[]);
+}
+
+/// A pipe, as two files (`std::io::pipe` is newer than the supported Rust).
+fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array; checked below.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: two fresh fds, each owned once.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// The runtime raises the soft open-file limit to the hard one at start, unless told not
+/// to.
+#[test]
+fn nofile_limit_raised() {
+    if is_child("nofile_limit_raised") {
+        // Lower the soft limit before the runtime starts, then start it.
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit with a valid struct.
+        unsafe {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            let low = libc::rlimit {
+                rlim_cur: 256.min(lim.rlim_max),
+                rlim_max: lim.rlim_max,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &low);
+        }
+        gort::go!(|| ()).join().unwrap();
+        let mut now = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: as above.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) };
+        println!("child done: soft={} hard={}", now.rlim_cur, now.rlim_max);
+        return;
+    }
+    let o = run_child("nofile_limit_raised", &[]);
+    assert_success(&o);
+    let out = stdout(&o);
+    let (soft, hard) = parse_limits(&out);
+    assert_eq!(soft, hard, "{out}");
+    let o = run_child("nofile_limit_raised", &[("GORT_RAISE_NOFILE", "0")]);
+    assert_success(&o);
+    let (soft, hard) = parse_limits(&stdout(&o));
+    assert!(soft <= 256 && soft < hard || hard <= 256, "{}", stdout(&o));
+}
+
+fn parse_limits(out: &str) -> (u64, u64) {
+    let l = out.lines().find(|l| l.contains("soft=")).expect(out);
+    let soft = l.split("soft=").nth(1).unwrap().split(' ').next().unwrap();
+    let hard = l.split("hard=").nth(1).unwrap().trim();
+    (soft.parse().unwrap(), hard.parse().unwrap())
+}
