@@ -573,7 +573,98 @@ fn row(name: &str, gort: f64, base: f64, unit: &str, note: &str) {
     );
 }
 
+#[path = "shared/echo.rs"]
+mod echo;
+
+/// Seconds each echo measurement drives round trips.
+const NET_SECS: f64 = 3.0;
+
+/// Runs one echo measurement: a server child process (`kind`: "gort", one P, a green thread
+/// per connection; or "std", a thread per connection) pinned to CPU 0, and the shared load
+/// generator (a gort process with one P) pinned to CPU 1, driving `conns` connections.
+/// Returns (round trips per second, failed connections, server peak RSS in KiB).
+fn echo_run(kind: &str, conns: usize) -> (f64, usize, f64) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().unwrap();
+    let mut server = Command::new(&exe)
+        .args(["net-server", kind])
+        .env("GORT_MAXPROCS", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the echo server");
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    let out = Command::new(&exe)
+        .args([
+            "net-client",
+            &addr,
+            &conns.to_string(),
+            &NET_SECS.to_string(),
+        ])
+        .env("GORT_MAXPROCS", "1")
+        .output()
+        .expect("run the load generator");
+    let hwm = std::fs::read_to_string(format!("/proc/{}/status", server.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN);
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = String::from_utf8_lossy(&out.stdout);
+    let field = |k: &str| -> f64 {
+        out.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (
+        field("round_trips_per_sec="),
+        field("failed_connections=") as usize,
+        hwm,
+    )
+}
+
+/// The child-process modes of the `net` group.
+fn net_child(args: &[String]) -> bool {
+    match args.first().map(String::as_str) {
+        Some("net-server") => {
+            echo::pin_to_cpu(0);
+            if args[1] == "std" {
+                echo::std_server("127.0.0.1:0").unwrap();
+            } else {
+                let l = gort::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                println!("listening on {}", l.local_addr().unwrap());
+                echo::server(l).unwrap();
+            }
+            true
+        }
+        Some("net-client") => {
+            echo::pin_to_cpu(1);
+            let (rate, failed) = echo::client(
+                args[1].parse().unwrap(),
+                args[2].parse().unwrap(),
+                args[3].parse().unwrap(),
+            );
+            println!("round_trips_per_sec={rate:.0} failed_connections={failed}");
+            true
+        }
+        _ => false,
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if net_child(&args) {
+        return;
+    }
     // `compare spawn` / `compare chan,time` / ... run only the named groups (for profiling).
     let only = std::env::args().nth(1).unwrap_or_default();
     let want = |g: &str| only.is_empty() || only.split(',').any(|o| o == g);
@@ -740,6 +831,31 @@ fn main() {
             s,
             "ms",
             "1,000 G's vs 1,000 threads; 20 rounds each of ~10 us of work and a 64 KiB read (G's: in blocking)",
+        );
+    }
+    if want("net") {
+        // Servers in child processes: nothing of this process's runtime is involved.
+        let mut gort_hwm = 0.0;
+        let mut std_hwm = 0.0;
+        for conns in [100, 1_000, 10_000] {
+            let (g, gf, gh) = echo_run("gort", conns);
+            let (s, sf, sh) = echo_run("std", conns);
+            println!(
+                "| {:<38} | {:>10.0} rt/s | {:>10.0} rt/s | {:>8.1}x | server on CPU 0 (gort: 1 P), same gort load generator on CPU 1; 64-byte messages; failed connections: gort {gf}, std {sf}",
+                format!("echo, {conns} connections"),
+                g,
+                s,
+                g / s
+            );
+            gort_hwm = gh;
+            std_hwm = sh;
+        }
+        row(
+            "echo server peak RSS, 10,000 conns",
+            gort_hwm / 1024.0,
+            std_hwm / 1024.0,
+            "MiB",
+            "VmHWM of the server process: a G per connection vs a thread per connection (64 KiB stacks)",
         );
     }
     println!(

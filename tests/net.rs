@@ -32,11 +32,21 @@ fn run_procs(test: &str, extra: &[(&str, &str)]) {
 fn echo_server() -> std::net::SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    drop(gort::go!(move || {
+    drop(gort::go!(move || serve_echo(l)));
+    addr
+}
+
+fn serve_echo(l: TcpListener) {
+    {
         for c in l.incoming() {
             let mut c = match c {
                 Ok(c) => c,
-                Err(_) => continue,
+                Err(e) => {
+                    // Out of fds, say: back off instead of spinning (as Go's http server).
+                    eprintln!("echo server: accept: {e}; retrying in 5 ms");
+                    gort::sleep(Duration::from_millis(5));
+                    continue;
+                }
             };
             drop(gort::go!(move || {
                 let mut buf = [0u8; 1024];
@@ -52,8 +62,55 @@ fn echo_server() -> std::net::SocketAddr {
                 }
             }));
         }
-    }));
-    addr
+    }
+}
+
+/// Not a test of its own: the echo server in a process of its own, for the 10,000
+/// connection test (client and server sockets in one process would need 20,000 fds, the
+/// hard limit here). Prints its address and serves until killed.
+#[test]
+#[ignore = "a helper: the server process of ten_thousand_connections_every_byte_accounted"]
+fn echo_server_process() {
+    if is_child("echo_server_process") {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        println!("listening on {}", l.local_addr().unwrap());
+        gort::go!(move || serve_echo(l)).join().unwrap();
+    }
+}
+
+/// Starts `echo_server_process` as a child (with the caller's P count); returns it and
+/// its address. The caller kills it.
+fn echo_server_child() -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().unwrap();
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "echo_server_process",
+            "--exact",
+            "--nocapture",
+            "--include-ignored",
+            "--test-threads=1",
+        ])
+        .env(CHILD_VAR, "echo_server_process")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            let status = child.wait();
+            panic!("the echo server exited: {status:?}");
+        }
+        // The test harness prints "test echo_server_process ... " on the same line.
+        if let Some(i) = line.find("listening on ") {
+            return (
+                child,
+                line[i + "listening on ".len()..].trim().parse().unwrap(),
+            );
+        }
+    }
 }
 
 /// 10,000 connections open at once, each a green thread sending ten distinct messages and
@@ -61,7 +118,7 @@ fn echo_server() -> std::net::SocketAddr {
 #[test]
 fn ten_thousand_connections_every_byte_accounted() {
     if is_child("ten_thousand_connections_every_byte_accounted") {
-        let addr = echo_server();
+        let (mut server, addr) = echo_server_child();
         let n = 10_000usize;
         let open = Arc::new(AtomicUsize::new(0));
         let all_open = Arc::new(AtomicBool::new(false));
@@ -102,6 +159,8 @@ fn ten_thousand_connections_every_byte_accounted() {
             .map(|i| (0..10).map(|k| 64 + ((i + k) % 200) as u64).sum::<u64>())
             .sum();
         assert_eq!(total, want);
+        let _ = server.kill();
+        let _ = server.wait();
         println!("child done: {total} bytes echoed over {n} connections");
         return;
     }

@@ -167,8 +167,9 @@ impl<F: FnOnce() -> T, T> OpsFor<F, T> {
 /// one M running it (an M resumes a G only after taking it from a queue, and a G is in at
 /// most one queue or on at most one M at a time), or the G's own code on that M.
 pub(crate) struct GOwned {
-    pub(crate) id: u64,
-    pub(crate) name: Option<Box<str>>,
+    /// The name, if any (a thin pointer: unnamed G's, the common case, pay 8 bytes).
+    #[allow(clippy::box_collection)]
+    pub(crate) name: Option<Box<String>>,
     pub(crate) coro: Option<Coro>,
     /// The coroutine's yielder, valid while `coro` runs; set by the coroutine's first frame.
     pub(crate) yielder: *const GYielder,
@@ -186,8 +187,8 @@ pub(crate) struct GOwned {
 pub(crate) struct G {
     /// Live `GRef`s.
     refs: AtomicUsize,
-    /// A copy of `owned.id` that join handles may read (Relaxed: written before the handle
-    /// exists, on the same thread).
+    /// The G's id, which join handles may read (Relaxed: written before the handle exists,
+    /// on the same thread).
     id: AtomicU64,
     /// The park state word: ACTIVE, NOTIFIED, PARKING, PARKED or DEAD.
     pub(crate) state: AtomicU8,
@@ -236,8 +237,7 @@ impl GRef {
         T: Send + 'static,
     {
         let owned = GOwned {
-            id,
-            name,
+            name: name.map(|n| Box::new(String::from(n))),
             coro: None,
             yielder: ptr::null(),
             class,
@@ -369,8 +369,8 @@ impl G {
             guard_lo: o.stack_lo,
             guard_hi: o.stack_lo + crate::stack::GUARD_SIZE,
             name: o.name.as_deref().map_or(ptr::null(), |n| n.as_ptr()),
-            name_len: o.name.as_deref().map_or(0, str::len),
-            id: o.id,
+            name_len: o.name.as_deref().map_or(0, String::len),
+            id: self.id(),
         }
     }
 

@@ -1399,7 +1399,7 @@ impl M {
                 Ok(st) => st,
                 Err(e) => {
                     // No stack: the G fails instead of running; the runtime goes on.
-                    let msg = format!("green thread #{} could not start: {e}", o.id);
+                    let msg = format!("green thread #{} could not start: {e}", g.id());
                     eprintln!("gort: {msg}");
                     g.state.store(DEAD, Ordering::Relaxed);
                     // SAFETY: we own the G and it never ran.
@@ -1419,7 +1419,7 @@ impl M {
             l.schedtick = l.schedtick.wrapping_add(1);
             // For sysmon's hog report (plain stores; only the holder writes them).
             p.tick.store(l.schedtick as u64, Ordering::Relaxed);
-            p.running_g.store(o.id, Ordering::Relaxed);
+            p.running_g.store(g.id(), Ordering::Relaxed);
             let r = o.coro.as_mut().expect("bound above").resume(());
             // A volatile read: the G's code wrote it through its own reference to the same
             // fields while it ran inside `resume`.

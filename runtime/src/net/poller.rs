@@ -57,6 +57,8 @@ use crate::spin::SpinMutex;
 
 /// Events fetched per `epoll_wait`.
 const EVENTS: usize = 128;
+/// Poll descriptors allocated at once.
+const DESC_CHUNK: usize = 64;
 
 /// Which way a G waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,10 +68,14 @@ pub(crate) enum Dir {
 }
 
 /// A waiting G, on its own stack; reached by the poller only under the direction's lock.
+/// The records of one direction form a doubly linked list (no allocation per wait, and a
+/// descriptor costs no heap memory beyond itself: it counts at 10,000 connections).
 struct IoWaiter {
     waker: Waker,
     /// Set by the poller (or by `close`) when it takes the waiter off the queue.
     woken: bool,
+    prev: *mut IoWaiter,
+    next: *mut IoWaiter,
 }
 
 struct DirState {
@@ -77,7 +83,8 @@ struct DirState {
     ready: bool,
     /// The descriptor was closed: waiters get an error.
     closed: bool,
-    waiters: Vec<*mut IoWaiter>,
+    /// The first queued waiter, or null.
+    head: *mut IoWaiter,
 }
 
 // SAFETY: the raw pointers are only dereferenced under the lock that guards them, while the
@@ -89,18 +96,56 @@ impl DirState {
         DirState {
             ready: false,
             closed: false,
-            waiters: Vec::new(),
+            head: std::ptr::null_mut(),
+        }
+    }
+
+    /// Queues `w` (at the front; every waiter is woken at once, so order does not matter).
+    ///
+    /// # Safety
+    /// `w` is a live record, not queued, that stays alive until it is off the queue.
+    unsafe fn push(&mut self, w: *mut IoWaiter) {
+        // SAFETY: per the caller, and queued records are alive (see `wake_all`).
+        unsafe {
+            (*w).prev = std::ptr::null_mut();
+            (*w).next = self.head;
+            if !self.head.is_null() {
+                (*self.head).prev = w;
+            }
+        }
+        self.head = w;
+    }
+
+    /// Takes `w` off the queue.
+    ///
+    /// # Safety
+    /// `w` is queued here.
+    unsafe fn unlink(&mut self, w: *mut IoWaiter) {
+        // SAFETY: queued records and their neighbours are alive.
+        unsafe {
+            if (*w).prev.is_null() {
+                self.head = (*w).next;
+            } else {
+                (*(*w).prev).next = (*w).next;
+            }
+            if !(*w).next.is_null() {
+                (*(*w).next).prev = (*w).prev;
+            }
         }
     }
 
     /// Wakes every waiter (readiness or close): marks each woken and collects its handle.
     fn wake_all(&mut self, out: &mut Vec<Unparker>) {
-        for w in self.waiters.drain(..) {
+        let mut w = std::mem::replace(&mut self.head, std::ptr::null_mut());
+        while !w.is_null() {
             // SAFETY: a queued waiter is alive: its owner leaves only after seeing, under
-            // this lock, that it was taken off the queue.
+            // this lock, that it was taken off the queue. `next` is read before `woken` is
+            // set (after which the owner may leave once it gets the lock).
             unsafe {
-                (*w).woken = true;
+                let next = (*w).next;
                 out.push((*w).waker.upgrade());
+                (*w).woken = true;
+                w = next;
             }
         }
     }
@@ -141,6 +186,8 @@ impl PollDesc {
         let mut w = IoWaiter {
             waker: Waker::G(g),
             woken: false,
+            prev: std::ptr::null_mut(),
+            next: std::ptr::null_mut(),
         };
         // From here on the record is reached only through this pointer (by us and, under
         // the lock, by the poller).
@@ -158,7 +205,8 @@ impl PollDesc {
             if deadline.is_some_and(|t| Instant::now() >= t) {
                 return Err(timed_out());
             }
-            st.waiters.push(me);
+            // SAFETY: our record, alive until we see it off the queue (below).
+            unsafe { st.push(me) };
         }
         let p = poller();
         p.waiting.fetch_add(1, Ordering::Relaxed);
@@ -178,7 +226,8 @@ impl PollDesc {
                 };
             }
             if deadline.is_some_and(|t| Instant::now() >= t) {
-                st.waiters.retain(|&x| x != me);
+                // SAFETY: not woken, so still queued here.
+                unsafe { st.unlink(me) };
                 break Err(timed_out());
             }
             // A stale token: park again.
@@ -302,23 +351,29 @@ impl Poller {
 
     /// Registers `fd` (already non-blocking), edge-triggered for read, write and hang-up.
     pub(crate) fn register(&self, fd: RawFd) -> io::Result<&'static PollDesc> {
-        let d = self
-            .free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_else(|| {
-                Box::leak(Box::new(PollDesc {
-                    seq: AtomicU64::new(0),
-                    rd: SpinMutex::new(DirState::new()),
-                    wr: SpinMutex::new(DirState::new()),
-                }))
-            });
+        let d = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            if free.is_empty() {
+                // Descriptors are never freed (module docs): allocate them by the chunk,
+                // one allocation (and one allocator header) per DESC_CHUNK sockets.
+                let chunk: &'static [PollDesc] = Box::leak(
+                    (0..DESC_CHUNK)
+                        .map(|_| PollDesc {
+                            seq: AtomicU64::new(0),
+                            rd: SpinMutex::new(DirState::new()),
+                            wr: SpinMutex::new(DirState::new()),
+                        })
+                        .collect(),
+                );
+                free.extend(chunk.iter().rev());
+            }
+            free.pop().expect("refilled above")
+        };
         for dir in [Dir::Read, Dir::Write] {
             let mut st = d.dir(dir).lock();
             st.ready = false;
             st.closed = false;
-            debug_assert!(st.waiters.is_empty());
+            debug_assert!(st.head.is_null());
         }
         let mut e = libc::epoll_event {
             events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
@@ -458,7 +513,7 @@ impl Poller {
 /// An event for `d`'s direction `dir`: wake its waiters, or leave a token.
 fn ready(d: &PollDesc, dir: Dir, out: &mut Vec<Unparker>) {
     let mut st = d.dir(dir).lock();
-    if st.waiters.is_empty() {
+    if st.head.is_null() {
         st.ready = true;
     } else {
         st.wake_all(out);

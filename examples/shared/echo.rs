@@ -1,0 +1,178 @@
+//! The echo server and load generator shared by `examples/echo.rs` and the `net` group of
+//! `examples/compare.rs` (included with `#[path]`), so that both sides of a comparison are
+//! driven by the very same client.
+#![allow(dead_code)]
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gort::net::{TcpListener, TcpStream};
+
+/// Bytes per message.
+pub const MSG: usize = 64;
+
+/// Echoes everything back until the peer closes.
+pub fn serve_conn(mut c: TcpStream) {
+    let mut buf = [0u8; 1024];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if c.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The gort server: a green thread accepts, a green thread per connection echoes.
+pub fn server(listener: TcpListener) -> io::Result<()> {
+    loop {
+        let c = match listener.accept() {
+            Ok((c, _)) => c,
+            Err(e) => {
+                // Out of fds, say: back off instead of spinning (as Go's http server).
+                eprintln!("echo server: accept: {e}; retrying in 5 ms");
+                gort::sleep(Duration::from_millis(5));
+                continue;
+            }
+        };
+        let _ = c.set_nodelay(true);
+        drop(gort::go!(move || serve_conn(c)));
+    }
+}
+
+/// The baseline: a std thread per connection.
+pub fn std_server(addr: &str) -> io::Result<()> {
+    raise_nofile_std();
+    let listener = std::net::TcpListener::bind(addr)?;
+    println!("listening on {}", listener.local_addr()?);
+    for c in listener.incoming() {
+        let mut c = match c {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("std-server: accept: {e}; retrying in 5 ms");
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+        };
+        let _ = c.set_nodelay(true);
+        let spawned = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let mut buf = [0u8; 1024];
+                loop {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if c.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("std-server: cannot start a thread: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// The std baseline has no runtime to raise the open-file limit: do what `ulimit -n` would.
+pub fn raise_nofile_std() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Opens `n` connections and drives round trips on all of them for `secs` seconds. Returns
+/// (round trips per second, connections that failed).
+pub fn client(addr: std::net::SocketAddr, n: usize, secs: f64) -> (f64, usize) {
+    let failed = Arc::new(AtomicUsize::new(0));
+    let connected = Arc::new(AtomicUsize::new(0));
+    let go = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicU64::new(0));
+    // At most this many connects in flight, so that the listener's backlog never overflows.
+    let slots = gort::sync::Semaphore::new(256);
+    let slots = Arc::new(slots);
+    let hs: Vec<_> = (0..n)
+        .map(|_| {
+            let (failed, connected, go, stop, total, slots) = (
+                failed.clone(),
+                connected.clone(),
+                go.clone(),
+                stop.clone(),
+                total.clone(),
+                slots.clone(),
+            );
+            gort::go!(move || {
+                let permit = slots.acquire();
+                let c = TcpStream::connect(addr);
+                drop(permit);
+                let mut c = match c {
+                    Ok(c) => c,
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        connected.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
+                let _ = c.set_nodelay(true);
+                connected.fetch_add(1, Ordering::Relaxed);
+                while !go.load(Ordering::Relaxed) {
+                    gort::sleep(Duration::from_millis(1));
+                }
+                let msg = [7u8; MSG];
+                let mut buf = [0u8; MSG];
+                let mut done = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if c.write_all(&msg).is_err() || c.read_exact(&mut buf).is_err() {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    done += 1;
+                }
+                total.fetch_add(done, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    while connected.load(Ordering::Relaxed) < n {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t0 = Instant::now();
+    go.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = t0.elapsed().as_secs_f64();
+    for h in hs {
+        h.join().unwrap();
+    }
+    (
+        total.load(Ordering::Relaxed) as f64 / elapsed,
+        failed.load(Ordering::Relaxed),
+    )
+}
+
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity with it are too.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            eprintln!("cannot pin to CPU {cpu}: {}", io::Error::last_os_error());
+        }
+    }
+}
