@@ -97,18 +97,24 @@ fn echo_server_child() -> (std::process::Child, std::net::SocketAddr) {
         .unwrap();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    loop {
+    let addr = loop {
         line.clear();
-        if out.read_line(&mut line).unwrap() == 0 {
-            let status = child.wait();
-            panic!("the echo server exited: {status:?}");
+        match out.read_line(&mut line) {
+            // The test harness prints "test echo_server_process ... " on the same line.
+            Ok(n) if n > 0 => {
+                if let Some(i) = line.find("listening on ") {
+                    break line[i + "listening on ".len()..].trim().parse().ok();
+                }
+            }
+            _ => break None,
         }
-        // The test harness prints "test echo_server_process ... " on the same line.
-        if let Some(i) = line.find("listening on ") {
-            return (
-                child,
-                line[i + "listening on ".len()..].trim().parse().unwrap(),
-            );
+    };
+    match addr {
+        Some(a) => (child, a),
+        None => {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!("the echo server did not start: {status:?}, {line:?}");
         }
     }
 }
