@@ -409,17 +409,9 @@ impl Poller {
     /// all), and returns the G's (and threads) made ready, woken into `out` as a batch
     /// (G's as references to queue, threads unparked at once). Returns the number of events.
     pub(crate) fn poll(&self, timeout: Option<Duration>, out: &mut Vec<GRef>) -> usize {
-        let ms = match timeout {
-            None => -1,
-            Some(d) if d.is_zero() => 0,
-            // Round up: a timer due in 0.3 ms must not turn into a busy loop of 0 ms waits.
-            Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
-        };
         // SAFETY: an all-zero epoll_event is valid.
         let mut evs: [libc::epoll_event; EVENTS] = unsafe { std::mem::zeroed() };
-        // SAFETY: `evs` has room for EVENTS events.
-        let n =
-            unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), evs.as_mut_ptr(), EVENTS as i32, ms) };
+        let n = self.epoll_wait(&mut evs, timeout);
         if n <= 0 {
             return 0;
         }
@@ -448,6 +440,50 @@ impl Poller {
             u.unpark_into(out);
         }
         n as usize
+    }
+
+    /// `epoll_wait` with a timeout to the nanosecond where the kernel has `epoll_pwait2`
+    /// (Linux 5.11+): the timer sleeper's timeout is the next timer's deadline, and
+    /// `epoll_wait`'s milliseconds would wake a 1.5 ms sleep half a millisecond late. Older
+    /// kernels answer `ENOSYS`, and the process falls back, once, to milliseconds (rounded
+    /// up, so that a timer due in 0.3 ms is not a busy loop of 0 ms waits). A raw system
+    /// call, so that no glibc version is required.
+    fn epoll_wait(&self, evs: &mut [libc::epoll_event; EVENTS], timeout: Option<Duration>) -> i32 {
+        static NO_PWAIT2: AtomicBool = AtomicBool::new(false);
+        let fd = self.epfd.as_raw_fd();
+        if let Some(d) = timeout.filter(|d| !d.is_zero()) {
+            // Relaxed: a cached answer of the kernel's; any value is correct to act on.
+            if !NO_PWAIT2.load(Ordering::Relaxed) {
+                let ts = libc::timespec {
+                    tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+                    tv_nsec: d.subsec_nanos() as libc::c_long,
+                };
+                // SAFETY: `evs` has room for EVENTS events; `ts` is a valid timespec; no
+                // signal mask (null).
+                let n = unsafe {
+                    libc::syscall(
+                        libc::SYS_epoll_pwait2,
+                        fd,
+                        evs.as_mut_ptr(),
+                        EVENTS as libc::c_int,
+                        &ts as *const libc::timespec,
+                        std::ptr::null::<libc::sigset_t>(),
+                        0usize,
+                    )
+                } as i32;
+                if n >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+                    return n;
+                }
+                NO_PWAIT2.store(true, Ordering::Relaxed);
+            }
+        }
+        let ms = match timeout {
+            None => -1,
+            Some(d) if d.is_zero() => 0,
+            Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
+        };
+        // SAFETY: `evs` has room for EVENTS events.
+        unsafe { libc::epoll_wait(fd, evs.as_mut_ptr(), EVENTS as i32, ms) }
     }
 
     /// Blocks in `epoll_wait` as the idle M sleeping on the timers, unless `skip` says
