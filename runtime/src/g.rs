@@ -22,7 +22,7 @@ use std::cell::UnsafeCell;
 use std::mem::{self, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::thread;
 
 use corosensei::{Coroutine, Yielder};
@@ -178,15 +178,12 @@ pub(crate) struct GOwned {
     /// Lowest address of the bound stack (its guard starts there), or 0; for the overflow
     /// handler.
     pub(crate) stack_lo: usize,
-    /// Set by `blocking` when the G came out of it on another P than it went in with (or
-    /// none): the M running it must look up its P again.
-    pub(crate) moved_p: bool,
 }
 
 /// One green thread.
 pub(crate) struct G {
     /// Live `GRef`s.
-    refs: AtomicUsize,
+    refs: AtomicU32,
     /// The G's id, which join handles may read (Relaxed: written before the handle exists,
     /// on the same thread).
     id: AtomicU64,
@@ -194,6 +191,10 @@ pub(crate) struct G {
     pub(crate) state: AtomicU8,
     /// The join state word: J_RUNNING, J_WAITING, J_DONE or J_DETACHED.
     join: AtomicU8,
+    /// Set by `blocking` when the G came out of it on another P than it went in with (or
+    /// none): the M running it must look up its P again. Owner-only, like `owned` (kept
+    /// here, beside the state bytes, where it costs no room).
+    pub(crate) moved_p: UnsafeCell<bool>,
     /// The joiner's handle: written by the joiner before J_WAITING, taken by the G after.
     joiner: UnsafeCell<Option<Unparker>>,
     /// The closure (owned by the G until it runs), then the result (owned by the G until
@@ -213,6 +214,11 @@ pub(crate) struct G {
 unsafe impl Send for G {}
 // SAFETY: as above.
 unsafe impl Sync for G {}
+
+// A G is about 200 bytes, and a server holds one per connection: keep it from growing by
+// accident (on 64-bit targets).
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(mem::size_of::<G>() <= 192, "the G struct grew");
 
 /// A counted reference to a G.
 pub(crate) struct GRef(NonNull<G>);
@@ -242,7 +248,6 @@ impl GRef {
             yielder: ptr::null(),
             class,
             stack_lo: 0,
-            moved_p: false,
         };
         let ops: &'static SlotOps = &OpsFor::<F, T>::OPS;
         let g = match recycled {
@@ -251,6 +256,7 @@ impl GRef {
                 unsafe {
                     let r = g.as_ptr();
                     (*r).refs.store(2, Ordering::Relaxed);
+                    *(*r).moved_p.get() = false;
                     (*r).id.store(id, Ordering::Relaxed);
                     (*r).state.store(ACTIVE, Ordering::Relaxed);
                     (*r).join.store(J_RUNNING, Ordering::Relaxed);
@@ -261,7 +267,8 @@ impl GRef {
             }
             None => {
                 let b = Box::new(G {
-                    refs: AtomicUsize::new(2),
+                    refs: AtomicU32::new(2),
+                    moved_p: UnsafeCell::new(false),
                     id: AtomicU64::new(id),
                     state: AtomicU8::new(ACTIVE),
                     join: AtomicU8::new(J_RUNNING),
@@ -304,9 +311,21 @@ impl GRef {
     /// The G at `p` is alive (some reference to it is held for the duration of the call).
     pub(crate) unsafe fn clone_from_ptr(p: *const G) -> GRef {
         // SAFETY: alive, per the caller.
-        unsafe { (*p).refs.fetch_add(1, Ordering::Relaxed) };
+        let old = unsafe { (*p).refs.fetch_add(1, Ordering::Relaxed) };
+        refs_overflow_check(old);
         // SAFETY: non-null: it points at a live G.
         GRef(unsafe { NonNull::new_unchecked(p.cast_mut()) })
+    }
+}
+
+/// The count is 32 bits (it shares a word with the state bytes: every byte of a G counts
+/// when a server holds 10,000 of them). Like `Arc`, abort rather than wrap: two billion
+/// handles to one G means a leak in a loop.
+#[inline]
+fn refs_overflow_check(old: u32) {
+    if old > i32::MAX as u32 {
+        eprintln!("gort: fatal error: a green thread's reference count overflowed");
+        std::process::abort();
     }
 }
 
@@ -322,7 +341,8 @@ impl Clone for GRef {
     fn clone(&self) -> GRef {
         // Relaxed: a new reference is made from an existing one, which keeps the G alive
         // (the same argument as `Arc::clone`).
-        self.refs.fetch_add(1, Ordering::Relaxed);
+        let old = self.refs.fetch_add(1, Ordering::Relaxed);
+        refs_overflow_check(old);
         GRef(self.0)
     }
 }

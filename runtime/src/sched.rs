@@ -1424,9 +1424,10 @@ impl M {
             // A volatile read: the G's code wrote it through its own reference to the same
             // fields while it ran inside `resume`.
             // SAFETY: a plain bool of the G we own, read on the thread that wrote it.
-            if unsafe { ptr::read_volatile(&o.moved_p) } {
+            if unsafe { ptr::read_volatile(g.moved_p.get()) } {
                 // `blocking` left this M with another P, or none.
-                o.moved_p = false;
+                // SAFETY: as above: owner-only, on this thread.
+                unsafe { *g.moved_p.get() = false };
                 self.p = current_p();
             }
             if self.p != NO_P {

@@ -131,7 +131,7 @@ fn exitsyscall(s: &'static Sched, g: *const crate::g::G, pid: usize) {
     }
     // Our P was handed off: tell our M to look its P up again when we next stop.
     // SAFETY: the G's own code owns its fields while it runs.
-    unsafe { (*g).owned() }.moved_p = true;
+    unsafe { *(*g).moved_p.get() = true };
     // Any idle P will do (ours first, if it is idle).
     if let Some(np) = s.pidleget(pid) {
         set_current_p(np);
