@@ -6,7 +6,7 @@
 use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::poller::{poller, timed_out, Dir, PollDesc};
@@ -20,6 +20,10 @@ pub(crate) struct Source<T: AsRawFd> {
     /// Read and write timeouts in nanoseconds, 0 for none (per call, like `SO_RCVTIMEO`).
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
+    /// A stream read returned less than asked: the socket's receive queue was empty right
+    /// after it, so the next read waits for readiness before its system call instead of
+    /// making one that would only say `EAGAIN` (tokio does the same). A hint (Relaxed).
+    drained: AtomicBool,
 }
 
 impl<T: AsRawFd> Source<T> {
@@ -31,6 +35,7 @@ impl<T: AsRawFd> Source<T> {
             desc,
             read_timeout: AtomicU64::new(0),
             write_timeout: AtomicU64::new(0),
+            drained: AtomicBool::new(false),
         }
     }
 
@@ -71,6 +76,42 @@ impl<T: AsRawFd> Source<T> {
                 r => return r,
             }
             self.wait(dir, deadline)?;
+        }
+    }
+
+    /// `io` for a read of up to `len` bytes from a *stream* socket, skipping the system call
+    /// that would only say `EAGAIN` after a short read.
+    ///
+    /// Why this is safe with edge-triggered epoll: a short read (0 < n < len) took everything
+    /// queued at that moment; any byte that arrives later raises a new readable edge, which
+    /// either leaves the direction's `ready` token or wakes the waiter. So waiting first
+    /// never misses data; at worst (an edge raised during the short read itself) the wait
+    /// returns at once and the read finds `EAGAIN`, as it would have without the hint. Only
+    /// for green threads on a registered fd.
+    pub(crate) fn read_stream(
+        &self,
+        len: usize,
+        mut f: impl FnMut(&T) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let deadline = self.deadline(Dir::Read);
+        if self.drained.swap(false, Ordering::Relaxed) && len > 0 {
+            if let Some(d) = self.desc.filter(|_| !current_g().is_null()) {
+                d.wait(Dir::Read, deadline)?;
+            }
+        }
+        loop {
+            match f(&self.inner) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(n) => {
+                    if n > 0 && n < len {
+                        self.drained.store(true, Ordering::Relaxed);
+                    }
+                    return Ok(n);
+                }
+                r => return r,
+            }
+            self.wait(Dir::Read, deadline)?;
         }
     }
 
