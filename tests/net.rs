@@ -370,6 +370,26 @@ fn shutdown_peer_gone_and_refused() {
             "{err:?}"
         );
 
+        // Data and the end of the stream arriving together: a reader that drains the data
+        // in short reads still sees the end (the hang-up raises no later edge).
+        // (The reader waits first, so that one event may carry both.)
+        for size in [1usize, 31, 32, 33, 100, 5000] {
+            let c3 = TcpStream::connect(addr).unwrap();
+            let (mut p3, _) = l.accept().unwrap();
+            let reader = gort::go!(move || {
+                let mut c3 = c3;
+                let mut all = Vec::new();
+                c3.read_to_end(&mut all).unwrap();
+                all.len()
+            });
+            while gort::stats().io_waiting_green_threads == 0 {
+                std::thread::yield_now();
+            }
+            p3.write_all(&vec![9u8; size]).unwrap();
+            p3.shutdown(std::net::Shutdown::Write).unwrap();
+            assert_eq!(reader.join().unwrap(), size);
+        }
+
         // Refused.
         drop(l);
         let e = gort::go!(move || TcpStream::connect(addr).unwrap_err())

@@ -83,6 +83,10 @@ struct DirState {
     ready: bool,
     /// The descriptor was closed: waiters get an error.
     closed: bool,
+    /// The peer hung up or the socket has an error (`EPOLLRDHUP`/`EPOLLHUP`/`EPOLLERR`): a
+    /// state, not an edge — it raises no new event — so it is kept for good (see
+    /// `Source::read_stream`).
+    hup: bool,
     /// The first queued waiter, or null.
     head: *mut IoWaiter,
 }
@@ -96,6 +100,7 @@ impl DirState {
         DirState {
             ready: false,
             closed: false,
+            hup: false,
             head: std::ptr::null_mut(),
         }
     }
@@ -181,6 +186,17 @@ impl PollDesc {
     /// # Panics
     /// If the caller is not a green thread (plain threads use `poll(2)`).
     pub(crate) fn wait(&self, d: Dir, deadline: Option<Instant>) -> io::Result<()> {
+        self.wait_inner(d, deadline, false)
+    }
+
+    /// `wait`, but returns at once if the peer has hung up (or the socket has an error):
+    /// for a read that skips its system call after a short read, where the hang-up may have
+    /// come with the data that read took, and raises no new edge.
+    pub(crate) fn wait_unless_hup(&self, d: Dir, deadline: Option<Instant>) -> io::Result<()> {
+        self.wait_inner(d, deadline, true)
+    }
+
+    fn wait_inner(&self, d: Dir, deadline: Option<Instant>, hup: bool) -> io::Result<()> {
         let g = current_g();
         assert!(!g.is_null(), "PollDesc::wait outside a green thread");
         let mut w = IoWaiter {
@@ -200,6 +216,9 @@ impl PollDesc {
             }
             if st.ready {
                 st.ready = false;
+                return Ok(());
+            }
+            if hup && st.hup {
                 return Ok(());
             }
             if deadline.is_some_and(|t| Instant::now() >= t) {
@@ -373,6 +392,7 @@ impl Poller {
             let mut st = d.dir(dir).lock();
             st.ready = false;
             st.closed = false;
+            st.hup = false;
             debug_assert!(st.head.is_null());
         }
         let mut e = libc::epoll_event {
@@ -429,11 +449,12 @@ impl Poller {
                 continue; // a socket closed since; the descriptor has moved on
             }
             let ev = e.events as i32;
-            if ev & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
-                ready(d, Dir::Read, &mut woken);
+            let hup = ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0;
+            if ev & libc::EPOLLIN != 0 || hup {
+                ready(d, Dir::Read, hup, &mut woken);
             }
-            if ev & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
-                ready(d, Dir::Write, &mut woken);
+            if ev & libc::EPOLLOUT != 0 || ev & (libc::EPOLLHUP | libc::EPOLLERR) != 0 {
+                ready(d, Dir::Write, hup, &mut woken);
             }
         }
         for u in woken {
@@ -546,9 +567,10 @@ impl Poller {
     }
 }
 
-/// An event for `d`'s direction `dir`: wake its waiters, or leave a token.
-fn ready(d: &PollDesc, dir: Dir, out: &mut Vec<Unparker>) {
+/// An event for `d`'s direction `dir`: wake its waiters, or leave a token; note a hang-up.
+fn ready(d: &PollDesc, dir: Dir, hup: bool, out: &mut Vec<Unparker>) {
     let mut st = d.dir(dir).lock();
+    st.hup |= hup;
     if st.head.is_null() {
         st.ready = true;
     } else {

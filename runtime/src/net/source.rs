@@ -86,8 +86,12 @@ impl<T: AsRawFd> Source<T> {
     /// queued at that moment; any byte that arrives later raises a new readable edge, which
     /// either leaves the direction's `ready` token or wakes the waiter. So waiting first
     /// never misses data; at worst (an edge raised during the short read itself) the wait
-    /// returns at once and the read finds `EAGAIN`, as it would have without the hint. Only
-    /// for green threads on a registered fd.
+    /// returns at once and the read finds `EAGAIN`, as it would have without the hint. The
+    /// one thing that raises no later edge is a hang-up that came with the data (end of
+    /// file, or an error, is a state): the wait returns at once once the poller has seen
+    /// one (`wait_unless_hup`), and if it has not yet, its event is still to come. Only for
+    /// green threads on a registered fd. (Found by the Unix-socket test: a `read_to_end` of
+    /// a message sent with its shutdown hung.)
     pub(crate) fn read_stream(
         &self,
         len: usize,
@@ -96,7 +100,7 @@ impl<T: AsRawFd> Source<T> {
         let deadline = self.deadline(Dir::Read);
         if self.drained.swap(false, Ordering::Relaxed) && len > 0 {
             if let Some(d) = self.desc.filter(|_| !current_g().is_null()) {
-                d.wait(Dir::Read, deadline)?;
+                d.wait_unless_hup(Dir::Read, deadline)?;
             }
         }
         loop {
