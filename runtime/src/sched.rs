@@ -94,6 +94,9 @@ const TRIM_STEP: usize = 512;
 /// How long the runtime must stay idle before an idle M gives a burst's memory back: bursts
 /// closer together than this reuse each other's G structs and warm stacks.
 const IDLE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long an M with nothing to run keeps polling the network before it gives its P back,
+/// when G's wait on sockets.
+const NETPOLL_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
 /// A P index meaning "none".
 pub(crate) const NO_P: usize = usize::MAX;
 
@@ -764,6 +767,23 @@ impl Sched {
         }
     }
 
+    /// Polls the netpoller without blocking for up to [`NETPOLL_SPIN`] while G's wait on
+    /// I/O and nothing else is runnable; true as soon as a poll readies a G (or other work
+    /// shows up).
+    fn netpoll_spin(&self) -> bool {
+        if crate::net::poller_if_init().map_or(true, |p| p.waiting() == 0) {
+            return false;
+        }
+        let start = std::time::Instant::now();
+        while start.elapsed() < NETPOLL_SPIN {
+            if self.netpoll_now() || !self.injector.is_empty() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        false
+    }
+
     // ---- waking M's -----------------------------------------------------------------
 
     /// Wakes an idle M with an idle P if there is an idle P and no M is spinning (Go's
@@ -1140,6 +1160,12 @@ impl M {
                 if let Some(g) = self.steal_work() {
                     return g;
                 }
+            }
+            // G's wait on sockets: their replies are often microseconds away, and giving the
+            // P back to sleep in the poller costs two context switches. Poll a little longer
+            // first (Go's M's spin in findRunnable the same way before they block).
+            if s.netpoll_spin() {
+                continue 'top;
             }
             // Nothing: scrub this P's stack cache while we still hold the P (off the hot
             // path), then give the P back. (The global lists are scrubbed in `stopm`.)
