@@ -581,7 +581,8 @@ const NET_SECS: f64 = 3.0;
 
 /// Runs one echo measurement: a server child process (`kind`: "gort", one P, a green thread
 /// per connection; or "std", a thread per connection) pinned to CPU 0, and the shared load
-/// generator (a gort process with one P) pinned to CPU 1, driving `conns` connections.
+/// generator (one thread on an epoll loop: cheap enough that the server is what saturates)
+/// pinned to CPU 1, driving `conns` connections.
 /// Returns (round trips per second, failed connections, server peak RSS in KiB).
 fn echo_run(kind: &str, conns: usize) -> (f64, usize, f64) {
     use std::io::BufRead;
@@ -648,7 +649,8 @@ fn net_child(args: &[String]) -> bool {
         }
         Some("net-client") => {
             echo::pin_to_cpu(1);
-            let (rate, failed) = echo::client(
+            echo::raise_nofile_std();
+            let (rate, failed) = echo::client_epoll(
                 args[1].parse().unwrap(),
                 args[2].parse().unwrap(),
                 args[3].parse().unwrap(),
@@ -841,7 +843,7 @@ fn main() {
             let (g, gf, gh) = echo_run("gort", conns);
             let (s, sf, sh) = echo_run("std", conns);
             println!(
-                "| {:<38} | {:>10.0} rt/s | {:>10.0} rt/s | {:>8.1}x | server on CPU 0 (gort: 1 P), same gort load generator on CPU 1; 64-byte messages; failed connections: gort {gf}, std {sf}",
+                "| {:<38} | {:>10.0} rt/s | {:>10.0} rt/s | {:>8.1}x | server on CPU 0 (gort: 1 P), same epoll load generator on CPU 1; 64-byte messages; failed connections: gort {gf}, std {sf}",
                 format!("echo, {conns} connections"),
                 g,
                 s,

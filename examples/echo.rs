@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Other modes, for `compare`'s `net` group: `std-server ADDR` (a thread per connection, the
-//! baseline), and `--cpu N` before the mode pins the process to CPU N.
+//! baseline), `client-epoll ADDR N SECS` (the same load from one OS thread on a raw epoll
+//! loop: cheaper than a green thread per connection, so that the server saturates first),
+//! and `--cpu N` before the mode pins the process to CPU N.
 //!
 //! The client opens N connections (at most 256 connects in flight), then each connection's
 //! green thread writes a 64-byte message and reads the echo, over and over, for S seconds,
@@ -35,6 +37,15 @@ fn main() -> io::Result<()> {
             server(l)
         }
         Some("std-server") => std_server(args.get(1).map_or("127.0.0.1:7000", String::as_str)),
+        Some("client-epoll") => {
+            let addr = args[1].parse().expect("client-epoll ADDR N SECS");
+            let n: usize = args[2].parse().expect("client-epoll ADDR N SECS");
+            let secs: f64 = args[3].parse().expect("client-epoll ADDR N SECS");
+            echo::raise_nofile_std();
+            let (rate, failed) = echo::client_epoll(addr, n, secs);
+            println!("round_trips_per_sec={rate:.0} failed_connections={failed}");
+            Ok(())
+        }
         Some("client") => {
             let addr = args[1].parse().expect("client ADDR N SECS");
             let n: usize = args[2].parse().expect("client ADDR N SECS");

@@ -176,3 +176,85 @@ pub fn pin_to_cpu(cpu: usize) {
         }
     }
 }
+
+/// A cheaper load generator than `client`, so that the server, not the generator, is what
+/// saturates: one OS thread, `n` non-blocking connections on a level-triggered epoll, each
+/// with one 64-byte message in flight. Returns (round trips per second, failed connections).
+pub fn client_epoll(addr: std::net::SocketAddr, n: usize, secs: f64) -> (f64, usize) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain system calls; results checked.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(ep >= 0, "epoll_create1: {}", io::Error::last_os_error());
+    let mut conns = Vec::with_capacity(n);
+    let mut failed = 0;
+    for i in 0..n {
+        match std::net::TcpStream::connect(addr) {
+            Ok(c) => {
+                let _ = c.set_nodelay(true);
+                c.set_nonblocking(true).unwrap();
+                let mut ev = libc::epoll_event {
+                    events: libc::EPOLLIN as u32,
+                    u64: i as u64,
+                };
+                // SAFETY: a valid epoll fd, socket fd and event.
+                let r = unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, c.as_raw_fd(), &mut ev) };
+                assert_eq!(r, 0, "epoll_ctl: {}", io::Error::last_os_error());
+                conns.push((Some(c), 0usize));
+            }
+            Err(_) => {
+                failed += 1;
+                conns.push((None, 0));
+            }
+        }
+    }
+    let msg = [7u8; MSG];
+    for (c, _) in conns.iter_mut() {
+        if let Some(s) = c {
+            if s.write_all(&msg).is_err() {
+                *c = None;
+                failed += 1;
+            }
+        }
+    }
+    // SAFETY: an all-zero epoll_event array is valid.
+    let mut evs: Vec<libc::epoll_event> = vec![unsafe { std::mem::zeroed() }; 1024];
+    let mut buf = [0u8; MSG];
+    let mut total = 0u64;
+    let t0 = Instant::now();
+    let end = t0 + Duration::from_secs_f64(secs);
+    while Instant::now() < end {
+        // SAFETY: `evs` has room for its length in events.
+        let k = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), evs.len() as i32, 10) };
+        for e in evs.iter().take(k.max(0) as usize) {
+            let i = e.u64 as usize;
+            let (c, got) = &mut conns[i];
+            let Some(s) = c else { continue };
+            match s.read(&mut buf[..MSG - *got]) {
+                Ok(0) => {
+                    *c = None;
+                    failed += 1;
+                }
+                Ok(m) => {
+                    *got += m;
+                    if *got == MSG {
+                        *got = 0;
+                        total += 1;
+                        if s.write_all(&msg).is_err() {
+                            *c = None;
+                            failed += 1;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    *c = None;
+                    failed += 1;
+                }
+            }
+        }
+    }
+    let rate = total as f64 / t0.elapsed().as_secs_f64();
+    // SAFETY: our epoll fd, closed once.
+    unsafe { libc::close(ep) };
+    (rate, failed)
+}
