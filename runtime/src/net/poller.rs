@@ -439,7 +439,14 @@ impl Poller {
         for e in &evs[..n as usize] {
             let data = e.u64;
             if data == 0 {
-                self.drain_break();
+                // The break eventfd (level-triggered). Only a blocking poll — the sleeper it
+                // is meant for — drains it: a non-blocking poll on another M that drained it
+                // would leave the sleeper asleep with a P handed to it (a lost wake-up, found
+                // by a test that hung once in a few dozen runs; Go's netpoll has the same
+                // rule). Left readable, it wakes the sleeper's next `epoll_wait`.
+                if timeout != Some(Duration::ZERO) {
+                    self.drain_break();
+                }
                 continue;
             }
             let d = (data & ((1 << 48) - 1)) as *const PollDesc;

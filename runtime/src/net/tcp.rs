@@ -46,6 +46,12 @@ impl TcpListener {
     /// address is tried in turn, as std does.
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
         let l = each_addr(&resolve(addr)?, std::net::TcpListener::bind)?;
+        // std listens with a backlog of 128; a server with a green thread per connection
+        // meets bursts of thousands of connects, and an overflowing backlog drops SYNs
+        // (clients then retry after 1 s, 3 s, ...). Listen again with the system's maximum,
+        // as Go does (`listen` on a listening socket just updates the backlog).
+        // SAFETY: `listen` on the socket we own; a failure leaves the old backlog.
+        unsafe { libc::listen(l.as_raw_fd(), max_backlog()) };
         Ok(TcpListener {
             src: Source::from_blocking(l)?,
         })
@@ -94,6 +100,20 @@ impl TcpListener {
     pub fn into_std(self) -> std::net::TcpListener {
         self.src.into_inner()
     }
+}
+
+/// The largest listen backlog the system allows (`net.core.somaxconn`, read once; Go reads
+/// the same), capped at 65,535.
+fn max_backlog() -> libc::c_int {
+    static N: std::sync::OnceLock<libc::c_int> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse::<libc::c_int>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(libc::SOMAXCONN)
+            .min(65_535)
+    })
 }
 
 /// `TcpListener::incoming`.
