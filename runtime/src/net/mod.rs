@@ -155,3 +155,66 @@ macro_rules! impl_fd_traits {
     };
 }
 use impl_fd_traits;
+
+/// `Read` and `Write` for a stream type and for a shared reference to it (one green thread
+/// reads while another writes), for a type whose field `src` is a `Source`.
+macro_rules! impl_stream_io {
+    ($t:ty) => {
+        impl std::io::Read for $t {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                std::io::Read::read(&mut &*self, buf)
+            }
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [std::io::IoSliceMut<'_>],
+            ) -> std::io::Result<usize> {
+                std::io::Read::read_vectored(&mut &*self, bufs)
+            }
+        }
+
+        impl std::io::Read for &$t {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let len = buf.len();
+                self.src
+                    .read_stream(len, |mut s| std::io::Read::read(&mut s, buf))
+            }
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [std::io::IoSliceMut<'_>],
+            ) -> std::io::Result<usize> {
+                let len = bufs.iter().map(|b| b.len()).sum();
+                self.src
+                    .read_stream(len, |mut s| std::io::Read::read_vectored(&mut s, bufs))
+            }
+        }
+
+        impl std::io::Write for $t {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                std::io::Write::write(&mut &*self, buf)
+            }
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                std::io::Write::write_vectored(&mut &*self, bufs)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl std::io::Write for &$t {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.src.io($crate::net::poller::Dir::Write, |mut s| {
+                    std::io::Write::write(&mut s, buf)
+                })
+            }
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                self.src.io($crate::net::poller::Dir::Write, |mut s| {
+                    std::io::Write::write_vectored(&mut s, bufs)
+                })
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+    };
+}
+use impl_stream_io;
