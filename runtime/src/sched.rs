@@ -756,7 +756,10 @@ impl Sched {
     /// readies. True if it readied any G.
     fn netpoll_now(&self) -> bool {
         match crate::net::poller_if_init() {
-            Some(pl) if pl.waiting() > 0 => {
+            // Not while an idle M sleeps in the poller: it gets the events and hands them
+            // over (Go's findRunnable skips its poll in the same case), and a poll per miss
+            // would tax every busy program that merely has a socket open.
+            Some(pl) if pl.waiting() > 0 && !pl.is_sleeping() => {
                 let mut batch = Vec::new();
                 pl.poll(Some(std::time::Duration::ZERO), &mut batch);
                 let any = !batch.is_empty();
@@ -768,15 +771,19 @@ impl Sched {
     }
 
     /// Polls the netpoller without blocking for up to [`NETPOLL_SPIN`] while G's wait on
-    /// I/O and nothing else is runnable; true as soon as a poll readies a G (or other work
-    /// shows up).
+    /// I/O and nothing else is runnable; true as soon as a poll readies a G or any queue
+    /// has work (the caller then looks again, stealing included).
     fn netpoll_spin(&self) -> bool {
-        if crate::net::poller_if_init().map_or(true, |p| p.waiting() == 0) {
+        // Only while the network is busy: the last poll readied something. A program with
+        // a socket merely open (a G waiting in `accept`) does not spin.
+        if crate::net::poller_if_init().map_or(true, |p| p.waiting() == 0 || !p.recently_busy()) {
             return false;
         }
         let start = std::time::Instant::now();
         while start.elapsed() < NETPOLL_SPIN {
-            if self.netpoll_now() || !self.injector.is_empty() {
+            // Any queue, not just the network: work that shows up on another P is stolen
+            // at once rather than after the spin.
+            if self.netpoll_now() || self.any_work() {
                 return true;
             }
             std::hint::spin_loop();

@@ -291,6 +291,8 @@ pub(crate) struct Poller {
     sleeping: AtomicBool,
     /// The eventfd was written and not yet drained (Go's `netpollWakeSig`).
     break_pending: AtomicBool,
+    /// The last poll readied at least one G (a hint for the poll spin; Relaxed).
+    busy: AtomicBool,
     /// Released descriptors, for reuse.
     free: Mutex<Vec<&'static PollDesc>>,
 }
@@ -354,6 +356,7 @@ impl Poller {
             waiting: AtomicUsize::new(0),
             sleeping: AtomicBool::new(false),
             break_pending: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
             free: Mutex::new(Vec::new()),
         })
     }
@@ -361,6 +364,11 @@ impl Poller {
     /// Whether an M is (about to be) blocked in `epoll_wait`.
     pub(crate) fn is_sleeping(&self) -> bool {
         self.sleeping.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last poll readied a G.
+    pub(crate) fn recently_busy(&self) -> bool {
+        self.busy.load(Ordering::Relaxed)
     }
 
     /// G's parked on a descriptor.
@@ -433,6 +441,7 @@ impl Poller {
         let mut evs: [libc::epoll_event; EVENTS] = unsafe { std::mem::zeroed() };
         let n = self.epoll_wait(&mut evs, timeout);
         if n <= 0 {
+            self.busy.store(false, Ordering::Relaxed);
             return 0;
         }
         let mut woken = Vec::new();
@@ -464,6 +473,7 @@ impl Poller {
                 ready(d, Dir::Write, hup, &mut woken);
             }
         }
+        self.busy.store(!woken.is_empty(), Ordering::Relaxed);
         for u in woken {
             u.unpark_into(out);
         }
