@@ -65,33 +65,20 @@ fn serve_echo(l: TcpListener) {
     }
 }
 
-/// Not a test of its own: the echo server in a process of its own, for the 10,000
-/// connection test (client and server sockets in one process would need 20,000 fds, the
-/// hard limit here). Prints its address and serves until killed.
-#[test]
-#[ignore = "a helper: the server process of ten_thousand_connections_every_byte_accounted"]
-fn echo_server_process() {
-    if is_child("echo_server_process") {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        println!("listening on {}", l.local_addr().unwrap());
-        gort::go!(move || serve_echo(l)).join().unwrap();
-    }
-}
+/// Set (to "server") in the grandchild that serves the 10,000-connection test: client and
+/// server sockets in one process would need 20,000 fds, the hard limit here.
+const ROLE_VAR: &str = "GORT_TEST_NET_ROLE";
 
-/// Starts `echo_server_process` as a child (with the caller's P count); returns it and
-/// its address. The caller kills it.
-fn echo_server_child() -> (std::process::Child, std::net::SocketAddr) {
+/// Starts the echo server for `test` as a process of its own (the test binary again, running
+/// `test` with ROLE_VAR=server, with the caller's P count); returns it and its address. The
+/// caller kills it.
+fn echo_server_child(test: &str) -> (std::process::Child, std::net::SocketAddr) {
     use std::io::BufRead;
     let exe = std::env::current_exe().unwrap();
     let mut child = std::process::Command::new(exe)
-        .args([
-            "echo_server_process",
-            "--exact",
-            "--nocapture",
-            "--include-ignored",
-            "--test-threads=1",
-        ])
-        .env(CHILD_VAR, "echo_server_process")
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_VAR, test)
+        .env(ROLE_VAR, "server")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -100,7 +87,7 @@ fn echo_server_child() -> (std::process::Child, std::net::SocketAddr) {
     let addr = loop {
         line.clear();
         match out.read_line(&mut line) {
-            // The test harness prints "test echo_server_process ... " on the same line.
+            // The test harness prints "test <name> ... " on the same line.
             Ok(n) if n > 0 => {
                 if let Some(i) = line.find("listening on ") {
                     break line[i + "listening on ".len()..].trim().parse().ok();
@@ -124,7 +111,14 @@ fn echo_server_child() -> (std::process::Child, std::net::SocketAddr) {
 #[test]
 fn ten_thousand_connections_every_byte_accounted() {
     if is_child("ten_thousand_connections_every_byte_accounted") {
-        let (mut server, addr) = echo_server_child();
+        if std::env::var(ROLE_VAR).as_deref() == Ok("server") {
+            // The server's process: serve until the client's process kills it.
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            println!("listening on {}", l.local_addr().unwrap());
+            gort::go!(move || serve_echo(l)).join().unwrap();
+            return;
+        }
+        let (mut server, addr) = echo_server_child("ten_thousand_connections_every_byte_accounted");
         let n = 10_000usize;
         let open = Arc::new(AtomicUsize::new(0));
         let all_open = Arc::new(AtomicBool::new(false));

@@ -143,9 +143,10 @@ impl DirState {
     fn wake_all(&mut self, out: &mut Vec<Unparker>) {
         let mut w = std::mem::replace(&mut self.head, std::ptr::null_mut());
         while !w.is_null() {
-            // SAFETY: a queued waiter is alive: its owner leaves only after seeing, under
-            // this lock, that it was taken off the queue. `next` is read before `woken` is
-            // set (after which the owner may leave once it gets the lock).
+            // `next` is read before `woken` is set: after that the owner may leave as soon as
+            // it gets the lock.
+            // SAFETY: a queued waiter is alive (its owner leaves only after seeing, under this
+            // lock, that it was taken off the queue).
             unsafe {
                 let next = (*w).next;
                 out.push((*w).waker.upgrade());
