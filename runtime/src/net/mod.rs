@@ -218,3 +218,34 @@ macro_rules! impl_stream_io {
     };
 }
 use impl_stream_io;
+
+/// The per-call timeouts of a socket type whose field `src` is a `Source`: std's
+/// `set_read_timeout`/`set_write_timeout`/`read_timeout`/`write_timeout`.
+macro_rules! impl_timeouts {
+    ($t:ty) => {
+        impl $t {
+            /// Sets the timeout of each read or receive (`None`: wait forever); a call that
+            /// waits longer fails with `ErrorKind::TimedOut`. `Some(ZERO)` is `InvalidInput`,
+            /// as in std.
+            pub fn set_read_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+                self.src.set_timeout($crate::net::poller::Dir::Read, t)
+            }
+
+            /// Sets the timeout of each write or send, as `set_read_timeout`.
+            pub fn set_write_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+                self.src.set_timeout($crate::net::poller::Dir::Write, t)
+            }
+
+            /// The read timeout.
+            pub fn read_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+                Ok(self.src.timeout($crate::net::poller::Dir::Read))
+            }
+
+            /// The write timeout.
+            pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+                Ok(self.src.timeout($crate::net::poller::Dir::Write))
+            }
+        }
+    };
+}
+use impl_timeouts;

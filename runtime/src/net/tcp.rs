@@ -199,27 +199,6 @@ impl TcpStream {
         self.src.get().nodelay()
     }
 
-    /// Sets the timeout of each read (`None`: wait forever). `Some(ZERO)` is `InvalidInput`.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Dir::Read, t)
-    }
-
-    /// Sets the timeout of each write (`None`: wait forever). `Some(ZERO)` is
-    /// `InvalidInput`.
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Dir::Write, t)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Dir::Read))
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Dir::Write))
-    }
-
     /// Reads without taking the data out of the socket's queue.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.src.io(Dir::Read, |s| s.peek(buf))
@@ -310,6 +289,7 @@ fn connect(addr: &SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream
 super::impl_stream_io!(TcpStream);
 
 super::impl_fd_traits!(TcpListener, std::net::TcpListener);
+super::impl_timeouts!(TcpStream);
 super::impl_fd_traits!(TcpStream, std::net::TcpStream);
 
 impl fmt::Debug for TcpListener {

@@ -4,7 +4,6 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
-use std::time::Duration;
 
 use super::poller::Dir;
 use super::source::Source;
@@ -93,26 +92,6 @@ impl UdpSocket {
         self.src.get().peer_addr()
     }
 
-    /// Sets the timeout of each receive. `Some(ZERO)` is `InvalidInput`.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Dir::Read, t)
-    }
-
-    /// Sets the timeout of each send. `Some(ZERO)` is `InvalidInput`.
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Dir::Write, t)
-    }
-
-    /// The receive timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Dir::Read))
-    }
-
-    /// The send timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Dir::Write))
-    }
-
     /// Sets `SO_BROADCAST`.
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.src.get().set_broadcast(on)
@@ -151,6 +130,7 @@ impl UdpSocket {
     }
 }
 
+super::impl_timeouts!(UdpSocket);
 super::impl_fd_traits!(UdpSocket, std::net::UdpSocket);
 
 impl fmt::Debug for UdpSocket {

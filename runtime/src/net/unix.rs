@@ -7,7 +7,6 @@ use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::os::unix::net as unet;
 use std::path::Path;
-use std::time::Duration;
 
 pub use std::os::unix::net::SocketAddr;
 
@@ -110,26 +109,6 @@ impl UnixStream {
         self.src.get().shutdown(how)
     }
 
-    /// Sets the timeout of each read. `Some(ZERO)` is `InvalidInput`.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Dir::Read, t)
-    }
-
-    /// Sets the timeout of each write. `Some(ZERO)` is `InvalidInput`.
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Dir::Write, t)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Dir::Read))
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Dir::Write))
-    }
-
     /// Another handle to the same connection.
     pub fn try_clone(&self) -> io::Result<UnixStream> {
         Ok(UnixStream {
@@ -219,26 +198,6 @@ impl UnixDatagram {
         self.src.get().peer_addr()
     }
 
-    /// Sets the timeout of each receive. `Some(ZERO)` is `InvalidInput`.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Dir::Read, t)
-    }
-
-    /// Sets the timeout of each send. `Some(ZERO)` is `InvalidInput`.
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Dir::Write, t)
-    }
-
-    /// The receive timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Dir::Read))
-    }
-
-    /// The send timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.src.timeout(Dir::Write))
-    }
-
     /// Shuts down the read, write or both halves.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.src.get().shutdown(how)
@@ -263,7 +222,9 @@ impl UnixDatagram {
 }
 
 super::impl_fd_traits!(UnixListener, unet::UnixListener);
+super::impl_timeouts!(UnixStream);
 super::impl_fd_traits!(UnixStream, unet::UnixStream);
+super::impl_timeouts!(UnixDatagram);
 super::impl_fd_traits!(UnixDatagram, unet::UnixDatagram);
 
 impl fmt::Debug for UnixListener {
