@@ -754,7 +754,7 @@ impl Sched {
 
     /// Polls the netpoller without blocking, if any G waits on I/O, and queues what it
     /// readies. True if it readied any G.
-    fn netpoll_now(&self) -> bool {
+    pub(crate) fn netpoll_now(&self) -> bool {
         match crate::net::poller_if_init() {
             // Not while an idle M sleeps in the poller: it gets the events and hands them
             // over (Go's findRunnable skips its poll in the same case), and a poll per miss

@@ -228,15 +228,8 @@ pub(crate) fn sysmon() {
         // poll), and no idle M asleep in the poller, ready sockets would otherwise wait.
         if now.duration_since(last_netpoll) >= NETPOLL_EVERY {
             last_netpoll = now;
-            if let Some(pl) = crate::net::poller_if_init() {
-                if pl.waiting() > 0 && !pl.is_sleeping() {
-                    let mut batch = Vec::new();
-                    pl.poll(Some(Duration::ZERO), &mut batch);
-                    if !batch.is_empty() {
-                        fruitless = 0;
-                    }
-                    s.inject(batch);
-                }
+            if s.netpoll_now() {
+                fruitless = 0;
             }
         }
         if let (Some(period), Some(t)) = (s.schedtrace, next_trace) {

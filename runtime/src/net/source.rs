@@ -67,8 +67,17 @@ impl<T: AsRawFd> Source<T> {
     }
 
     /// Runs `f` until it does not return `WouldBlock`, waiting for `dir` in between.
-    pub(crate) fn io<R>(&self, dir: Dir, mut f: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
-        let deadline = self.deadline(dir);
+    pub(crate) fn io<R>(&self, dir: Dir, f: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        self.io_until(dir, self.deadline(dir), f)
+    }
+
+    /// `io` with the call's deadline already computed.
+    fn io_until<R>(
+        &self,
+        dir: Dir,
+        deadline: Option<Instant>,
+        mut f: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
         loop {
             match f(&self.inner) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -95,7 +104,7 @@ impl<T: AsRawFd> Source<T> {
     pub(crate) fn read_stream(
         &self,
         len: usize,
-        mut f: impl FnMut(&T) -> io::Result<usize>,
+        f: impl FnMut(&T) -> io::Result<usize>,
     ) -> io::Result<usize> {
         let deadline = self.deadline(Dir::Read);
         if self.drained.swap(false, Ordering::Relaxed) && len > 0 {
@@ -103,20 +112,11 @@ impl<T: AsRawFd> Source<T> {
                 d.wait_unless_hup(Dir::Read, deadline)?;
             }
         }
-        loop {
-            match f(&self.inner) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(n) => {
-                    if n > 0 && n < len {
-                        self.drained.store(true, Ordering::Relaxed);
-                    }
-                    return Ok(n);
-                }
-                r => return r,
-            }
-            self.wait(Dir::Read, deadline)?;
+        let n = self.io_until(Dir::Read, deadline, f)?;
+        if n > 0 && n < len {
+            self.drained.store(true, Ordering::Relaxed);
         }
+        Ok(n)
     }
 
     /// Waits until `dir` may be ready (or the deadline passes: `TimedOut`).
