@@ -38,6 +38,62 @@ pub(crate) use poller::{poller_if_init, wake_sleeper};
 
 use std::io;
 
+/// `recv(2)` and `send(2)` on a stream socket, as direct system calls.
+///
+/// glibc's `recv`/`send` wrappers are pthread cancellation points: in a process with more
+/// than one thread (a gort program always has several) each call brackets the system call
+/// with two atomic read-modify-writes of the thread's cancellation state. gort never uses
+/// `pthread_cancel`, and these two calls are on every round trip of every connection, so
+/// they go straight to the kernel (as Go's do); std's types would call the wrappers.
+mod sys {
+    use std::io;
+    use std::os::fd::RawFd;
+
+    fn ret(r: libc::c_long) -> io::Result<usize> {
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
+
+    /// `recv(fd, buf, 0)`.
+    pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call; the
+        // address arguments of `recvfrom` are null (not wanted); `fd` is owned by the
+        // caller's socket, which outlives the call.
+        ret(unsafe {
+            libc::syscall(
+                libc::SYS_recvfrom,
+                fd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                0,
+                std::ptr::null_mut::<libc::sockaddr>(),
+                std::ptr::null_mut::<libc::socklen_t>(),
+            )
+        })
+    }
+
+    /// `send(fd, buf, MSG_NOSIGNAL)`: a peer that has gone is `EPIPE`, never `SIGPIPE`.
+    pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call; the
+        // destination address is null (a connected stream); `fd` is owned by the caller's
+        // socket, which outlives the call.
+        ret(unsafe {
+            libc::syscall(
+                libc::SYS_sendto,
+                fd,
+                buf.as_ptr(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+                std::ptr::null::<libc::sockaddr>(),
+                0 as libc::socklen_t,
+            )
+        })
+    }
+}
+
 /// Resolves `addr`, inside `blocking` (a host name means a DNS look-up).
 fn resolve<A: ToSocketAddrs>(addr: A) -> io::Result<Vec<SocketAddr>> {
     crate::blocking(|| addr.to_socket_addrs().map(Iterator::collect))
@@ -175,8 +231,9 @@ macro_rules! impl_stream_io {
         impl std::io::Read for &$t {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
                 let len = buf.len();
-                self.src
-                    .read_stream(len, |mut s| std::io::Read::read(&mut s, buf))
+                self.src.read_stream(len, |s| {
+                    $crate::net::sys::recv(std::os::fd::AsRawFd::as_raw_fd(s), buf)
+                })
             }
             fn read_vectored(
                 &mut self,
@@ -202,8 +259,8 @@ macro_rules! impl_stream_io {
 
         impl std::io::Write for &$t {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.src.io($crate::net::poller::Dir::Write, |mut s| {
-                    std::io::Write::write(&mut s, buf)
+                self.src.io($crate::net::poller::Dir::Write, |s| {
+                    $crate::net::sys::send(std::os::fd::AsRawFd::as_raw_fd(s), buf)
                 })
             }
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
