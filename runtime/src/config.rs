@@ -1,5 +1,5 @@
 //! Start-up configuration read from the environment: `GORT_MAXPROCS`, `GORT_MAXTHREADS`,
-//! `GORT_STACK_SIZE`, `GORT_DEBUG`, `GORT_RAISE_NOFILE` and the `GORT_STACK_GUARD` test
+//! `GORT_STACK_SIZE`, `GORT_STACK_SHRINK`, `GORT_DEBUG`, `GORT_RAISE_NOFILE` and the `GORT_STACK_GUARD` test
 //! knob.
 //!
 //! Every bad value prints exactly one warning line to stderr that names the variable and
@@ -23,6 +23,9 @@ pub(crate) const MIN_STACK_SIZE: usize = 16 * 1024;
 
 /// Largest stack a user may ask for (1 GiB, Go's own maximum on 64-bit targets).
 pub(crate) const MAX_STACK_SIZE: usize = 1 << 30;
+
+/// Default period of the stack shrinker (`shrink.rs`): parked G's are shrunk after two.
+pub(crate) const DEFAULT_SHRINK_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How guard pages are put under stacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +52,8 @@ pub(crate) struct Config {
     /// Raise the soft `RLIMIT_NOFILE` to the hard limit at start (`GORT_RAISE_NOFILE`,
     /// default on, as Go since 1.19).
     pub(crate) raise_nofile: bool,
+    /// `GORT_STACK_SHRINK=<ms>`: the stack shrinker's period (0: off); default 100 ms.
+    pub(crate) shrink_period: std::time::Duration,
 }
 
 fn warn(line: &str) {
@@ -253,10 +258,26 @@ impl Config {
                 true
             }
         };
+        let shrink_period = match std::env::var("GORT_STACK_SHRINK") {
+            Ok(raw) if raw.trim().is_empty() => DEFAULT_SHRINK_PERIOD,
+            Ok(raw) => match raw.trim().parse::<u64>() {
+                Ok(ms) if ms <= 60_000 => std::time::Duration::from_millis(ms),
+                _ => {
+                    warn(&format!(
+                        "ignoring GORT_STACK_SHRINK={raw:?}: expected milliseconds from 0 (off) \
+                         to 60000; using {}",
+                        DEFAULT_SHRINK_PERIOD.as_millis()
+                    ));
+                    DEFAULT_SHRINK_PERIOD
+                }
+            },
+            Err(_) => DEFAULT_SHRINK_PERIOD,
+        };
         Config {
             procs,
             max_threads,
             raise_nofile,
+            shrink_period,
             schedtrace: debug.schedtrace,
             hogs: debug.hogs,
             stack_size,

@@ -22,7 +22,7 @@ use std::cell::UnsafeCell;
 use std::mem::{self, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::thread;
 
 use corosensei::{Coroutine, Yielder};
@@ -58,6 +58,10 @@ pub(crate) const PARKING: u8 = 2;
 pub(crate) const PARKED: u8 = 3;
 /// Finished; unparks are ignored.
 pub(crate) const DEAD: u8 = 4;
+/// PARKED, and sysmon is giving back part of its stack (`shrink.rs`): not runnable yet.
+pub(crate) const SHRINKING: u8 = 5;
+/// SHRINKING, and an `unpark` came: the shrinker queues the G when it is done.
+pub(crate) const SHRINK_WOKEN: u8 = 6;
 
 // The join state word.
 /// Not finished; nobody waits.
@@ -195,6 +199,15 @@ pub(crate) struct G {
     /// none): the M running it must look up its P again. Owner-only, like `owned` (kept
     /// here, beside the state bytes, where it costs no room).
     pub(crate) moved_p: UnsafeCell<bool>,
+    /// On the stack shrinker's queue (`shrink.rs`; Relaxed: a hint against queuing twice).
+    pub(crate) shrink_queued: AtomicBool,
+    /// The shrink epoch of the G's last park with a disturbed band (`shrink.rs`; written
+    /// by the G before its park CAS, read by the shrinker: Relaxed as a hint, then again
+    /// after the Acquire that claims the G).
+    pub(crate) park_epoch: AtomicU32,
+    /// The bound of the live stack at that park (owner-only, like `owned`: the G before
+    /// its park CAS, then the shrinker while the state word says SHRINKING).
+    pub(crate) park_sp: UnsafeCell<usize>,
     /// The joiner's handle: written by the joiner before J_WAITING, taken by the G after.
     joiner: UnsafeCell<Option<Unparker>>,
     /// The closure (owned by the G until it runs), then the result (owned by the G until
@@ -215,10 +228,10 @@ unsafe impl Send for G {}
 // SAFETY: as above.
 unsafe impl Sync for G {}
 
-// A G is about 200 bytes, and a server holds one per connection: keep it from growing by
+// A G is about 200 bytes (208 with the shrinker's bound and epoch), and a server holds one per connection: keep it from growing by
 // accident (on 64-bit targets).
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(mem::size_of::<G>() <= 192, "the G struct grew");
+const _: () = assert!(mem::size_of::<G>() <= 208, "the G struct grew");
 
 /// A counted reference to a G.
 pub(crate) struct GRef(NonNull<G>);
@@ -257,6 +270,7 @@ impl GRef {
                     let r = g.as_ptr();
                     (*r).refs.store(2, Ordering::Relaxed);
                     *(*r).moved_p.get() = false;
+                    (*r).shrink_queued.store(false, Ordering::Relaxed);
                     (*r).id.store(id, Ordering::Relaxed);
                     (*r).state.store(ACTIVE, Ordering::Relaxed);
                     (*r).join.store(J_RUNNING, Ordering::Relaxed);
@@ -269,6 +283,9 @@ impl GRef {
                 let b = Box::new(G {
                     refs: AtomicU32::new(2),
                     moved_p: UnsafeCell::new(false),
+                    shrink_queued: AtomicBool::new(false),
+                    park_epoch: AtomicU32::new(0),
+                    park_sp: UnsafeCell::new(0),
                     id: AtomicU64::new(id),
                     state: AtomicU8::new(ACTIVE),
                     join: AtomicU8::new(J_RUNNING),

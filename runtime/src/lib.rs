@@ -17,6 +17,7 @@ mod park;
 mod parking;
 mod sched;
 mod select;
+mod shrink;
 mod signal;
 mod spin;
 mod stack;

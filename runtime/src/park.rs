@@ -32,7 +32,7 @@ use std::sync::atomic::Ordering;
 use std::thread::Thread;
 use std::time::Instant;
 
-use crate::g::{GRef, Suspend, ACTIVE, DEAD, NOTIFIED, PARKED, PARKING};
+use crate::g::{GRef, Suspend, ACTIVE, DEAD, NOTIFIED, PARKED, PARKING, SHRINKING, SHRINK_WOKEN};
 use crate::sched::{current_g, sched, suspend};
 use crate::timer::{Action, TimerState};
 
@@ -132,9 +132,11 @@ fn unpark_g(g: &GRef) -> bool {
     let mut cur = g.state.load(Ordering::Relaxed);
     loop {
         let new = match cur {
-            NOTIFIED | DEAD => return false,
+            NOTIFIED | DEAD | SHRINK_WOKEN => return false,
             ACTIVE | PARKING => NOTIFIED,
             PARKED => ACTIVE,
+            // Sysmon is shrinking its stack: it queues the G when done (`shrink.rs`).
+            SHRINKING => SHRINK_WOKEN,
             other => unreachable!("bad G state {other}"),
         };
         // AcqRel: Release makes the waker's writes (the condition it changed) visible to
@@ -179,6 +181,10 @@ pub(crate) unsafe fn park_g(g: *const crate::g::G) {
     {
         return;
     }
+    // A G whose stack went deep queues itself for shrinking (one cache line compared in
+    // the common case).
+    // SAFETY: `g` is the G running on this thread.
+    unsafe { crate::shrink::on_park(g) };
     match state.compare_exchange(ACTIVE, PARKING, Ordering::AcqRel, Ordering::Acquire) {
         // SAFETY: `g` is the G running on this thread.
         Ok(_) => unsafe { suspend(g, Suspend::Park) },

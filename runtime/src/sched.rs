@@ -365,6 +365,7 @@ impl Sched {
     fn new(cfg: Config) -> Sched {
         assert!((1..=MAX_PROCS).contains(&cfg.procs));
         stack::set_guard_mode(cfg.guard_mode);
+        crate::shrink::configure(cfg.shrink_period);
         signal::install();
         if cfg.raise_nofile {
             raise_nofile();
@@ -1794,6 +1795,11 @@ pub(crate) unsafe fn suspend(g: *const G, why: Suspend) {
     // SAFETY: the G's own code owns its fields while it runs; the yielder was set by the
     // coroutine's entry frame and lives as long as the coroutine.
     unsafe {
+        if why == Suspend::Park {
+            // The bound of the live stack for the shrinker (`shrink.rs`): below this point
+            // only the switch's own few words will be pushed. A plain owner-only store.
+            *(*g).park_sp.get() = crate::shrink::stack_pointer();
+        }
         let y = (*g).owned().yielder;
         (*y).suspend(why);
     }

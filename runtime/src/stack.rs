@@ -219,6 +219,12 @@ impl StackClass {
         class
     }
 
+    /// Distance between two slots: the base (highest address) of a stack whose slot starts
+    /// at `lo` is `lo + stride`.
+    pub(crate) fn stride(&self) -> usize {
+        self.stride
+    }
+
     fn stack(&'static self, lo: usize, dirty: bool) -> GStack {
         GStack {
             lo,
@@ -237,6 +243,10 @@ impl StackClass {
             return Ok(self.stack(lo, false));
         }
         if let Some(lo) = l.cold.pop() {
+            drop(l);
+            // Its top page was given back, band and all: fill the band again.
+            // SAFETY: the slot is ours, mapped, and nobody runs on it.
+            unsafe { crate::shrink::arm(lo + self.stride) };
             return Ok(self.stack(lo, false));
         }
         let lo = match l.unguarded.pop() {
@@ -266,6 +276,8 @@ impl StackClass {
             (lo + GUARD_SIZE) as *mut u8,
             self.size,
         ));
+        // SAFETY: a fresh slot, mapped, that nobody runs on yet.
+        unsafe { crate::shrink::arm(lo + self.stride) };
         Ok(self.stack(lo, false))
     }
 

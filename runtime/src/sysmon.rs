@@ -144,6 +144,11 @@ fn exitsyscall(s: &'static Sched, g: *const crate::g::G, pid: usize) {
     unsafe { suspend(g, Suspend::NoP) };
 }
 
+/// Wakes sysmon if it sleeps (for the stack shrinker's first queued G).
+pub(crate) fn wake_sysmon_now() {
+    wake_sysmon(sched());
+}
+
 fn wake_sysmon(s: &Sched) {
     // Only the waker that clears the flag pays for the system call. SeqCst, like every
     // access to the flag: the store-buffer pair described in `blocking`.
@@ -178,6 +183,7 @@ pub(crate) fn sysmon() {
     let mut delay = MIN_DELAY;
     let mut next_trace = s.schedtrace.map(|d| Instant::now() + d);
     let mut last_netpoll = Instant::now();
+    let mut shrinker = crate::shrink::Shrinker::new();
     loop {
         if fruitless == 0 {
             delay = MIN_DELAY;
@@ -191,8 +197,17 @@ pub(crate) fn sysmon() {
             // `blocking`. SeqCst: see the pair described in `blocking`.
             s.sysmon_sleeping.store(true, Ordering::SeqCst);
             if s.npidle.load(Ordering::SeqCst) == n {
-                while s.sysmon_sleeping.load(Ordering::SeqCst) {
-                    std::thread::park();
+                // The shrinker's queue is read after the flag's SeqCst store (its `due_in`
+                // reads PENDING SeqCst): a G queuing itself either is seen here or sees
+                // the flag and wakes us (`shrink::nominate`).
+                match shrinker.due_in(Instant::now()) {
+                    None => {
+                        while s.sysmon_sleeping.load(Ordering::SeqCst) {
+                            std::thread::park();
+                        }
+                    }
+                    Some(d) if !d.is_zero() => std::thread::park_timeout(d),
+                    Some(_) => {}
                 }
             }
             s.sysmon_sleeping.store(false, Ordering::Relaxed);
@@ -204,6 +219,7 @@ pub(crate) fn sysmon() {
                 Some(t) => delay.min(t.saturating_duration_since(now)),
                 None => delay,
             };
+            let d = shrinker.due_in(now).map_or(d, |s| d.min(s));
             if d >= LONG_SLEEP {
                 // Announce a long sleep (SeqCst: as above) so that `blocking` cuts it short.
                 s.sysmon_sleeping.store(true, Ordering::SeqCst);
@@ -231,6 +247,9 @@ pub(crate) fn sysmon() {
             if s.netpoll_now() {
                 fruitless = 0;
             }
+        }
+        if shrinker.busy() {
+            shrinker.run(now);
         }
         if let (Some(period), Some(t)) = (s.schedtrace, next_trace) {
             if now >= t {
@@ -354,6 +373,13 @@ pub struct Stats {
     /// G's parked waiting for a socket or a `PollFd` to become ready (also counted in
     /// `parked_green_threads`).
     pub io_waiting_green_threads: usize,
+    /// Times the stack of a parked G was shrunk (pages below its live frames given back).
+    pub stacks_shrunk: u64,
+    /// Bytes of stack given back by shrinking, in all (resident pages released).
+    pub stack_bytes_shrunk: u64,
+    /// System calls the stack shrinker made (`mincore`, `madvise`): zero in a program whose
+    /// parked G's never went deeper than their stack's top page.
+    pub shrink_syscalls: u64,
 }
 
 /// The scheduler's figures now (starts the runtime if it was not running).
@@ -369,6 +395,7 @@ pub fn stats() -> Stats {
     let s = sched();
     let v = s.view();
     let (global_cached, reserved) = crate::stack::totals();
+    let (stacks_shrunk, stack_bytes_shrunk, shrink_syscalls) = crate::shrink::totals();
     Stats {
         max_procs: v.procs,
         idle_procs: v.idle_procs,
@@ -382,6 +409,9 @@ pub fn stats() -> Stats {
         stacks_cached: v.stacks_cached + global_cached,
         stack_bytes_reserved: reserved,
         io_waiting_green_threads: crate::net::poller_if_init().map_or(0, |p| p.waiting()),
+        stacks_shrunk,
+        stack_bytes_shrunk,
+        shrink_syscalls,
     }
 }
 
@@ -393,7 +423,7 @@ impl fmt::Display for Stats {
             f,
             "gomaxprocs={} idleprocs={} threads={} spinningthreads={} idlethreads={} \
              iowait={} runqueue={} [{}] live={} parked={} stacks_cached={} \
-             stack_bytes_reserved={}",
+             stack_bytes_reserved={} stacks_shrunk={} stack_bytes_shrunk={}",
             self.max_procs,
             self.idle_procs,
             self.threads,
@@ -405,7 +435,9 @@ impl fmt::Display for Stats {
             self.live_green_threads,
             self.parked_green_threads,
             self.stacks_cached,
-            self.stack_bytes_reserved
+            self.stack_bytes_reserved,
+            self.stacks_shrunk,
+            self.stack_bytes_shrunk
         )
     }
 }

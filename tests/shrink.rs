@@ -1,0 +1,227 @@
+//! Stack shrinking (docs/ARCHITECTURE.md, "Stack shrinking"): parked G's that once went deep
+//! give their deep pages back; G's that never went deep cost the shrinker nothing; a G woken
+//! while its stack is being shrunk never loses a byte of its stack. Each test runs in a child
+//! process (RSS and the shrinker's counters are per process). No timing is asserted: waits
+//! are bounded polls that turn a hang into a failure.
+mod common;
+use common::*;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Polls `cond` every 10 ms for up to 60 s.
+fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+fn wait_for(counter: &AtomicUsize, n: usize) {
+    while counter.load(Ordering::SeqCst) < n {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Recurses `level` frames of 1 KiB each, filling every frame with values derived from
+/// `seed` and checking them all on the way back up; returns a checksum.
+#[inline(never)]
+fn deep(level: u64, seed: u64) -> u64 {
+    let mut buf = [0u64; 128];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = seed ^ (level << 32) ^ i as u64;
+    }
+    std::hint::black_box(&mut buf);
+    let below = if level > 0 { deep(level - 1, seed) } else { 0 };
+    for (i, b) in buf.iter().enumerate() {
+        assert_eq!(
+            *b,
+            seed ^ (level << 32) ^ i as u64,
+            "stack value lost at depth {level}"
+        );
+    }
+    below.wrapping_add(buf[(level % 128) as usize])
+}
+
+fn expected(level: u64, seed: u64) -> u64 {
+    (0..=level).fold(0u64, |acc, l| {
+        acc.wrapping_add(seed ^ (l << 32) ^ (l % 128))
+    })
+}
+
+fn bytes_now() -> usize {
+    (rss_kib() + pte_kib()) * 1024
+}
+
+fn run_procs(test: &str, procs: &[&str], extra: &[(&str, &str)]) {
+    for p in procs {
+        let mut env = vec![("GORT_MAXPROCS", *p)];
+        env.extend_from_slice(extra);
+        let o = run_child_with_deadline(test, &env, Duration::from_secs(240));
+        assert_success(&o);
+        println!("GORT_MAXPROCS={p}: {}", stdout(&o));
+    }
+}
+
+/// 20,000 G's each go about 70 KiB deep once, come back, and park on a channel: within a
+/// bounded wait the memory per parked G (RSS growth plus page tables) drops to at most
+/// 8 KiB; woken, every G still finds all its values.
+#[test]
+fn deep_then_parked_stacks_are_shrunk() {
+    if is_child("deep_then_parked_stacks_are_shrunk") {
+        let n = 20_000usize;
+        gort::go!(|| ()).join().unwrap();
+        let before = bytes_now();
+        let parked = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = gort::chan::bounded::<u64>(0);
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let rx = rx.clone();
+                let parked = parked.clone();
+                gort::go!(move || {
+                    let seed = i as u64 * 7919;
+                    let sum = deep(64, seed);
+                    // Live across the park: checked after the wake.
+                    let keep = [seed; 16];
+                    parked.fetch_add(1, Ordering::SeqCst);
+                    let v = rx.recv().unwrap();
+                    assert!(keep.iter().all(|k| *k == seed));
+                    // Deep again after the shrink: the fresh pages work.
+                    assert_eq!(deep(64, seed ^ v), expected(64, seed ^ v));
+                    sum
+                })
+            })
+            .collect();
+        wait_for(&parked, n);
+        let mut per_g = usize::MAX;
+        let ok = eventually(|| {
+            per_g = bytes_now().saturating_sub(before) / n;
+            per_g <= 8 * 1024
+        });
+        let st = gort::stats();
+        assert!(
+            ok,
+            "{per_g} bytes per parked G after shrinking (want <= 8 KiB); {st}"
+        );
+        assert!(st.stacks_shrunk as usize >= n / 2, "{st}");
+        for _ in 0..n {
+            tx.send(3).unwrap();
+        }
+        for (i, h) in hs.into_iter().enumerate() {
+            let seed = i as u64 * 7919;
+            assert_eq!(h.join().unwrap(), expected(64, seed));
+        }
+        println!(
+            "per_g={per_g} shrunk={} bytes_shrunk={}",
+            st.stacks_shrunk, st.stack_bytes_shrunk
+        );
+        return;
+    }
+    run_procs("deep_then_parked_stacks_are_shrunk", &["1", "2"], &[]);
+}
+
+/// Shallow parked G's, many shrinker epochs (1 ms each): the shrinker makes no system call.
+#[test]
+fn shallow_parked_gs_cost_the_shrinker_nothing() {
+    if is_child("shallow_parked_gs_cost_the_shrinker_nothing") {
+        let n = 20_000usize;
+        let parked = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = gort::chan::bounded::<()>(0);
+        let hs: Vec<_> = (0..n)
+            .map(|_| {
+                let rx = rx.clone();
+                let parked = parked.clone();
+                gort::go!(move || {
+                    let mut buf = [1u8; 512];
+                    std::hint::black_box(&mut buf);
+                    parked.fetch_add(1, Ordering::SeqCst);
+                    rx.recv().unwrap();
+                    buf.iter().map(|b| *b as usize).sum::<usize>()
+                })
+            })
+            .collect();
+        wait_for(&parked, n);
+        // Many epochs pass while they stay parked (the period is 1 ms here).
+        std::thread::sleep(Duration::from_millis(300));
+        let st = gort::stats();
+        for _ in 0..n {
+            tx.send(()).unwrap();
+        }
+        for h in hs {
+            assert_eq!(h.join().unwrap(), 512);
+        }
+        assert_eq!(st.shrink_syscalls, 0, "{st}");
+        assert_eq!(st.stacks_shrunk, 0, "{st}");
+        println!("{st}");
+        return;
+    }
+    run_procs(
+        "shallow_parked_gs_cost_the_shrinker_nothing",
+        &["1", "2"],
+        &[("GORT_STACK_SHRINK", "1")],
+    );
+}
+
+/// The race: G's park after going deep and are woken while the shrinker (1 ms epochs) works
+/// on their stacks; after every wake a G checks the values it kept across the park, then
+/// goes deep again and checks every frame on the way back. Rounds are counted exactly.
+#[test]
+fn shrinking_races_wakeups_without_losing_stack_values() {
+    if is_child("shrinking_races_wakeups_without_losing_stack_values") {
+        let n = 300usize;
+        let rounds = 40u64;
+        let done = Arc::new(AtomicUsize::new(0));
+        let mut txs = Vec::new();
+        let mut hs = Vec::new();
+        for i in 0..n {
+            let (tx, rx) = gort::chan::bounded::<u64>(1);
+            txs.push(tx);
+            let done = done.clone();
+            hs.push(gort::go!(move || {
+                let mut total = 0u64;
+                for r in 0..rounds {
+                    let seed = (i as u64) << 20 | r;
+                    total = total.wrapping_add(deep(40, seed));
+                    let keep = [seed.wrapping_mul(31); 32];
+                    done.fetch_add(1, Ordering::SeqCst);
+                    let v = rx.recv().unwrap();
+                    assert_eq!(v, r, "message lost or duplicated");
+                    assert!(keep.iter().all(|k| *k == seed.wrapping_mul(31)));
+                }
+                total
+            }));
+        }
+        let mut shrunk_before = 0;
+        for r in 0..rounds {
+            wait_for(&done, n * (r as usize + 1));
+            // Let some of them age past the shrinker's two epochs, then wake them all while
+            // it works: alternate between waiting for shrinks and waking at once.
+            if r % 2 == 0 {
+                let ok = eventually(|| gort::stats().stacks_shrunk > shrunk_before);
+                assert!(ok, "the shrinker never ran");
+                shrunk_before = gort::stats().stacks_shrunk;
+            }
+            for tx in &txs {
+                tx.send(r).unwrap();
+            }
+        }
+        for (i, h) in hs.into_iter().enumerate() {
+            let want = (0..rounds).fold(0u64, |a, r| {
+                a.wrapping_add(expected(40, (i as u64) << 20 | r))
+            });
+            assert_eq!(h.join().unwrap(), want);
+        }
+        println!("{}", gort::stats());
+        return;
+    }
+    run_procs(
+        "shrinking_races_wakeups_without_losing_stack_values",
+        &["1", "2", "4"],
+        &[("GORT_STACK_SHRINK", "1")],
+    );
+}
