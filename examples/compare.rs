@@ -15,6 +15,7 @@ const GORT_TASKS: u64 = 1_000_000;
 const STD_TASKS: u64 = 10_000;
 const GORT_PARKED: usize = 1_000_000;
 const STD_PARKED: usize = 10_000;
+const DEEP_PARKED: usize = 100_000;
 
 fn per(d: Duration, n: u64) -> f64 {
     d.as_nanos() as f64 / n as f64
@@ -125,10 +126,94 @@ fn rss_kib() -> usize {
         .unwrap()
 }
 
-/// RSS growth per parked G: `n` G's each blocked in `join` on the one before it, the first
+/// Resident memory plus page tables (`VmRSS` + `VmPTE`), in KiB: a parked task's stack
+/// costs both.
+fn mem_kib() -> usize {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> usize {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    field("VmRSS:") + field("VmPTE:")
+}
+
+/// Recurses `level` frames of about 1 KiB each (an initialised buffer per frame).
+#[inline(never)]
+fn deep(level: u64) -> u64 {
+    let mut buf = [level; 128];
+    std::hint::black_box(&mut buf);
+    let below = if level > 0 { deep(level - 1) } else { 0 };
+    below + buf[7]
+}
+
+/// Deep-then-park: `n` G's each go 64 KiB deep once, come back, then park on a channel.
+/// Memory (RSS + page tables) per parked G one second after the last one parked.
+fn gort_deep_then_park(n: usize) -> f64 {
+    let before = mem_kib();
+    let parked = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = chan::bounded::<()>(0);
+    let hs: Vec<_> = (0..n)
+        .map(|_| {
+            let rx = rx.clone();
+            let p = parked.clone();
+            gort::go!(move || {
+                let v = deep(64);
+                p.fetch_add(1, Ordering::Relaxed);
+                rx.recv().unwrap();
+                v
+            })
+        })
+        .collect();
+    while parked.load(Ordering::Relaxed) < n {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let during = mem_kib();
+    for _ in 0..n {
+        tx.send(()).unwrap();
+    }
+    for h in hs {
+        h.join().unwrap();
+    }
+    (during.saturating_sub(before) * 1024) as f64 / n as f64
+}
+
+/// The same with OS threads (128 KiB stacks), each parked on a barrier.
+fn std_deep_then_park(n: usize) -> f64 {
+    let before = mem_kib();
+    let in_place = Arc::new(Barrier::new(n + 1));
+    let release = Arc::new(Barrier::new(n + 1));
+    let hs: Vec<_> = (0..n)
+        .map(|_| {
+            let a = in_place.clone();
+            let b = release.clone();
+            std::thread::Builder::new()
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    let v = deep(64);
+                    a.wait();
+                    b.wait();
+                    v
+                })
+                .expect("spawn thread")
+        })
+        .collect();
+    in_place.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    let during = mem_kib();
+    release.wait();
+    for h in hs {
+        h.join().unwrap();
+    }
+    (during.saturating_sub(before) * 1024) as f64 / n as f64
+}
+
+/// Memory growth per parked G (RSS + page tables): `n` G's each blocked in `join` on the one before it, the first
 /// waiting on a gate. Returns bytes per G.
 fn gort_parked_rss(n: usize) -> f64 {
-    let before = rss_kib();
+    let before = mem_kib();
     let started = Arc::new(AtomicUsize::new(0));
     let open = Arc::new(AtomicBool::new(false));
     let o = open.clone();
@@ -149,7 +234,7 @@ fn gort_parked_rss(n: usize) -> f64 {
     while started.load(Ordering::Relaxed) < n {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let during = rss_kib();
+    let during = mem_kib();
     open.store(true, Ordering::SeqCst);
     assert_eq!(last.join().unwrap(), n);
     (during.saturating_sub(before) * 1024) as f64 / n as f64
@@ -173,10 +258,10 @@ fn settle_rss() {
     }
 }
 
-/// RSS growth per parked OS thread (each blocked on a barrier). Kernel memory (the thread's
-/// kernel stack and task struct) is not in RSS and not counted.
+/// Memory growth per parked OS thread (each blocked on a barrier; RSS + page tables).
+/// Kernel memory (the thread's kernel stack and task struct) is not counted.
 fn std_parked_rss(n: usize) -> f64 {
-    let before = rss_kib();
+    let before = mem_kib();
     let in_place = Arc::new(Barrier::new(n + 1));
     let release = Arc::new(Barrier::new(n + 1));
     let hs: Vec<_> = (0..n)
@@ -193,7 +278,7 @@ fn std_parked_rss(n: usize) -> f64 {
         })
         .collect();
     in_place.wait();
-    let during = rss_kib();
+    let during = mem_kib();
     release.wait();
     for h in hs {
         h.join().unwrap();
@@ -697,14 +782,27 @@ fn main() {
         settle_rss();
         let s = std_parked_rss(STD_PARKED);
         row(
-        "RSS per parked task",
+        "memory per parked task",
         g / 1024.0,
         s / 1024.0,
         "KiB",
         &format!(
-            "{GORT_PARKED} G's parked at once vs {STD_PARKED} threads (64 KiB stacks; kernel memory not in RSS)"
+            "RSS + page tables; {GORT_PARKED} G's parked at once vs {STD_PARKED} threads (64 KiB stacks; kernel memory not counted)"
         ),
     );
+        settle_rss();
+        let g = gort_deep_then_park(DEEP_PARKED);
+        settle_rss();
+        let s = std_deep_then_park(STD_PARKED);
+        row(
+            "memory per parked task, deep before",
+            g / 1024.0,
+            s / 1024.0,
+            "KiB",
+            &format!(
+                "went 64 KiB deep once, then parked 1 s; {DEEP_PARKED} G's vs {STD_PARKED} threads (threads never give stack pages back)"
+            ),
+        );
     }
     if want("spawn") {
         // All gort runs first, then the baselines: thousands of OS threads coming and going
