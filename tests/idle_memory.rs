@@ -8,28 +8,10 @@ use common::*;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The floor of spare G structs an idle runtime keeps (docs/CAVEATS.md).
 const SPARE_G_FLOOR: usize = 16 * 1024;
-
-fn wait_for(counter: &AtomicUsize, n: usize) {
-    while counter.load(Ordering::SeqCst) < n {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Polls `cond` every 10 ms for up to 60 s, without giving the runtime any work.
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    cond()
-}
 
 #[inline(never)]
 fn touch_deep(bytes: usize) -> usize {

@@ -8,25 +8,7 @@ use common::*;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Polls `cond` every 10 ms for up to 60 s.
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    cond()
-}
-
-fn wait_for(counter: &AtomicUsize, n: usize) {
-    while counter.load(Ordering::SeqCst) < n {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+use std::time::Duration;
 
 /// Recurses `level` frames of 1 KiB each, filling every frame with values derived from
 /// `seed` and checking them all on the way back up; returns a checksum.

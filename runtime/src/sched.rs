@@ -1454,7 +1454,6 @@ impl M {
             // For sysmon's hog report (plain stores; only the holder writes them).
             p.tick.store(l.schedtick as u64, Ordering::Relaxed);
             p.running_g.store(g.id(), Ordering::Relaxed);
-            crate::shrink::prefetch_band(o.stack_lo, o.class.stride());
             let r = o.coro.as_mut().expect("bound above").resume(());
             // A volatile read: the G's code wrote it through its own reference to the same
             // fields while it ran inside `resume`.

@@ -133,25 +133,6 @@ pub(crate) unsafe fn armed(top: usize) -> bool {
     all
 }
 
-/// Starts loading the band of the stack a G is about to resume on, so that the check at
-/// its next park finds it in cache (a G that stays shallow never touches that line
-/// otherwise: without this, a million short-lived G's pay a cache miss each).
-///
-/// `stack_lo` is the bound stack's slot (0: none), `stride` its class's.
-#[inline(always)]
-pub(crate) fn prefetch_band(stack_lo: usize, stride: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if stack_lo != 0 {
-        let b = band(stack_lo + stride);
-        // SAFETY: a prefetch is a hint; it never faults, whatever the address.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(b as *const i8)
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (stack_lo, stride);
-}
-
 /// Park-side bookkeeping of the running G `g` on its way to park: if its band is
 /// disturbed, record the bound of its live stack and queue it once.
 ///
@@ -367,9 +348,9 @@ impl Shrinker {
             claimed.push((g, top, bound));
         }
         if !ranges.is_empty() {
-            // SAFETY: every range lies below a claimed G's live frames (its recorded stack
-            // pointer less the slack), inside its stack's mapping: dead memory of G's that
-            // cannot run until we hand them back below.
+            // Every range lies below a claimed G's recorded stack pointer less the slack,
+            // inside its stack's mapping, and no claimed G runs until handed back below.
+            // SAFETY: so every range is dead memory for the whole call.
             if unsafe { release(&ranges) } {
                 SHRUNK_STACKS.fetch_add(ranges.len() as u64, Ordering::Relaxed);
                 SHRUNK_BYTES.fetch_add((resident_total * page) as u64, Ordering::Relaxed);
@@ -406,20 +387,11 @@ impl Shrinker {
         }
     }
 
-    /// Resident pages of `[lo, hi)` (page-aligned), by `mincore`; all of them if it fails.
+    /// Resident pages of `[lo, hi)` (page-aligned, a stack's); all of them if `mincore`
+    /// fails.
     fn resident(&mut self, lo: usize, hi: usize) -> usize {
-        let n = (hi - lo) / page_size();
-        self.vec.clear();
-        self.vec.resize(n, 0);
         SHRINK_SYSCALLS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: `[lo, hi)` is page-aligned, inside a stack's mapping, and `vec` has one
-        // byte per page.
-        let r = unsafe { libc::mincore(lo as *mut libc::c_void, hi - lo, self.vec.as_mut_ptr()) };
-        if r == 0 {
-            self.vec.iter().filter(|b| **b & 1 != 0).count()
-        } else {
-            n
-        }
+        crate::stack::resident_pages_with(lo, hi, &mut self.vec).unwrap_or((hi - lo) / page_size())
     }
 }
 
@@ -492,9 +464,10 @@ fn running_on_valgrind() -> bool {
         // RUNNING_ON_VALGRIND.
         let args: [u64; 6] = [0x1001, 0, 0, 0, 0, 0];
         let result: u64;
-        // SAFETY: Valgrind's client-request sequence: rotations of rdi by 64 bits in all
-        // (rdi unchanged) and an exchange of rbx with itself; natively it changes nothing
-        // and rdx keeps its default (0).
+        // Valgrind's client-request sequence: rotations of rdi by 64 bits in all (rdi
+        // unchanged) and an exchange of rbx with itself; rdx keeps its default (0).
+        // SAFETY: natively it only rotates rdi back to itself and sets flags (not declared
+        // preserved); it touches no memory.
         unsafe {
             std::arch::asm!(
                 "rol rdi, 3",

@@ -467,16 +467,23 @@ fn install_guard(lo: usize) -> io::Result<()> {
     ))
 }
 
+/// How many of the pages of `[lo, hi)` (page-aligned, mapped) are resident, by `mincore`,
+/// with `vec` as its answer buffer; `None` if the call fails.
+pub(crate) fn resident_pages_with(lo: usize, hi: usize, vec: &mut Vec<u8>) -> Option<usize> {
+    let n = (hi - lo) / page_size();
+    vec.clear();
+    vec.resize(n, 0);
+    // SAFETY: `[lo, hi)` is page-aligned and mapped (caller), and `vec` has one byte per
+    // page, as mincore needs.
+    let r = unsafe { libc::mincore(lo as *mut libc::c_void, hi - lo, vec.as_mut_ptr()) };
+    (r == 0).then(|| vec.iter().filter(|b| **b & 1 != 0).count())
+}
+
 /// How many of the pages of `[lo, hi)` are resident (for tests).
 #[cfg(test)]
 pub(crate) fn resident_pages(lo: usize, hi: usize) -> usize {
-    let page = page_size();
-    let n = (hi - lo) / page;
-    let mut vec = vec![0u8; n];
-    // SAFETY: `[lo, hi)` is page-aligned and `vec` has one byte per page, as mincore needs.
-    let r = unsafe { libc::mincore(lo as *mut libc::c_void, hi - lo, vec.as_mut_ptr()) };
-    assert_eq!(r, 0, "mincore: {}", io::Error::last_os_error());
-    vec.iter().filter(|b| **b & 1 != 0).count()
+    resident_pages_with(lo, hi, &mut Vec::new())
+        .unwrap_or_else(|| panic!("mincore: {}", io::Error::last_os_error()))
 }
 
 #[cfg(test)]

@@ -124,18 +124,38 @@ pub fn ticks_per_second() -> u64 {
 
 /// Resident memory of this process, in KiB (`VmRSS` of `/proc/self/status`).
 pub fn rss_kib() -> usize {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    status_kib("VmRSS:")
 }
 
 /// This process's page-table memory in KiB (`VmPTE`).
 pub fn pte_kib() -> usize {
+    status_kib("VmPTE:")
+}
+
+/// A `kB` field of `/proc/self/status`.
+fn status_kib(field: &str) -> usize {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     s.lines()
-        .find_map(|l| l.strip_prefix("VmPTE:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+/// Sleeps in 1 ms steps until `counter` reaches `n`.
+pub fn wait_for(counter: &std::sync::atomic::AtomicUsize, n: usize) {
+    while counter.load(std::sync::atomic::Ordering::SeqCst) < n {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Polls `cond` every 10 ms for up to 60 s, giving the runtime no work; its last answer.
+pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
 }

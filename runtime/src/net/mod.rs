@@ -59,9 +59,9 @@ mod sys {
 
     /// `recv(fd, buf, 0)`.
     pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call; the
-        // address arguments of `recvfrom` are null (not wanted); `fd` is owned by the
+        // The address arguments of `recvfrom` are null (not wanted); `fd` is owned by the
         // caller's socket, which outlives the call.
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
         ret(unsafe {
             libc::syscall(
                 libc::SYS_recvfrom,
@@ -77,9 +77,9 @@ mod sys {
 
     /// `send(fd, buf, MSG_NOSIGNAL)`: a peer that has gone is `EPIPE`, never `SIGPIPE`.
     pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call; the
-        // destination address is null (a connected stream); `fd` is owned by the caller's
-        // socket, which outlives the call.
+        // The destination address is null (a connected stream); `fd` is owned by the
+        // caller's socket, which outlives the call.
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call.
         ret(unsafe {
             libc::syscall(
                 libc::SYS_sendto,
