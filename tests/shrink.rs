@@ -207,3 +207,101 @@ fn shrinking_races_wakeups_without_losing_stack_values() {
         &[("GORT_STACK_SHRINK", "1")],
     );
 }
+
+/// 20,000 G's go about 70 KiB deep at the same time and die; 20,000 shallow G's spawned at
+/// once after them (taking the stacks the first ones left) park on a channel. Within a
+/// bounded wait, the memory per parked G is at most 8 KiB: deep pages left on recycled stacks
+/// are given back (scrubbed, or shrunk under the G that inherited them), not kept unseen.
+#[test]
+fn deep_pages_of_dead_gs_do_not_stay_under_parked_ones() {
+    if is_child("deep_pages_of_dead_gs_do_not_stay_under_parked_ones") {
+        let n = 20_000usize;
+        gort::go!(|| ()).join().unwrap();
+        let before = bytes_now();
+        // Wave 1: all deep at once (a barrier on a channel), so n stacks go deep.
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let (go_tx, go_rx) = gort::chan::bounded::<()>(0);
+        let deep_hs: Vec<_> = (0..n)
+            .map(|i| {
+                let arrived = arrived.clone();
+                let go_rx = go_rx.clone();
+                gort::go!(move || {
+                    let sum = deep_and_wait(64, i as u64, &arrived, &go_rx);
+                    assert_eq!(sum, expected(64, i as u64));
+                })
+            })
+            .collect();
+        wait_for(&arrived, n);
+        drop(go_tx); // every deep G wakes (closed channel) and returns
+        for h in deep_hs {
+            h.join().unwrap();
+        }
+        // Wave 2: shallow G's park at once on the stacks wave 1 left.
+        let parked = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = gort::chan::bounded::<u64>(0);
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let rx = rx.clone();
+                let parked = parked.clone();
+                gort::go!(move || {
+                    let keep = [i as u64; 16];
+                    parked.fetch_add(1, Ordering::SeqCst);
+                    let v = rx.recv().unwrap();
+                    assert!(keep.iter().all(|k| *k == i as u64));
+                    v + keep[3]
+                })
+            })
+            .collect();
+        wait_for(&parked, n);
+        let mut per_g = usize::MAX;
+        let ok = eventually(|| {
+            per_g = bytes_now().saturating_sub(before) / n;
+            per_g <= 8 * 1024
+        });
+        let st = gort::stats();
+        assert!(
+            ok,
+            "{per_g} bytes per parked G on recycled deep stacks (want <= 8 KiB); {st}"
+        );
+        for _ in 0..n {
+            tx.send(1).unwrap();
+        }
+        for (i, h) in hs.into_iter().enumerate() {
+            assert_eq!(h.join().unwrap(), 1 + i as u64);
+        }
+        println!("per_g={per_g} {st}");
+        return;
+    }
+    run_procs(
+        "deep_pages_of_dead_gs_do_not_stay_under_parked_ones",
+        &["1", "2"],
+        &[],
+    );
+}
+
+/// Like [`deep`], but at the bottom of the recursion counts itself in `arrived` and waits
+/// until `go` closes, so that many G's are deep at the same time.
+#[inline(never)]
+fn deep_and_wait(
+    level: u64,
+    seed: u64,
+    arrived: &AtomicUsize,
+    go: &gort::chan::Receiver<()>,
+) -> u64 {
+    let mut buf = [0u64; 128];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = seed ^ (level << 32) ^ i as u64;
+    }
+    std::hint::black_box(&mut buf);
+    let below = if level > 0 {
+        deep_and_wait(level - 1, seed, arrived, go)
+    } else {
+        arrived.fetch_add(1, Ordering::SeqCst);
+        assert!(go.recv().is_err());
+        0
+    };
+    for (i, b) in buf.iter().enumerate() {
+        assert_eq!(*b, seed ^ (level << 32) ^ i as u64);
+    }
+    below.wrapping_add(buf[(level % 128) as usize])
+}

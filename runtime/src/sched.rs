@@ -257,6 +257,9 @@ pub(crate) struct Sched {
     /// Set by sysmon before a sleep of a millisecond or more (or an indefinite one); a G
     /// entering `blocking` that sees it wakes sysmon (see `sysmon.rs`).
     pub(crate) sysmon_sleeping: AtomicBool,
+    /// Set by sysmon while it sleeps with no deadline at all (every P idle, no shrink work
+    /// due); the stack shrinker's queue wakes it only then (see `shrink::nominate`).
+    pub(crate) sysmon_indefinite: AtomicBool,
     /// `GORT_DEBUG` settings.
     pub(crate) schedtrace: Option<std::time::Duration>,
     pub(crate) hogs: Option<std::time::Duration>,
@@ -422,6 +425,7 @@ impl Sched {
             sysmon_once: Once::new(),
             sysmon_thread: OnceLock::new(),
             sysmon_sleeping: AtomicBool::new(false),
+            sysmon_indefinite: AtomicBool::new(false),
             schedtrace: cfg.schedtrace,
             hogs: cfg.hogs,
             started: std::time::Instant::now(),
@@ -1564,6 +1568,17 @@ impl M {
 
     fn put_stack(&mut self, mut st: GStack) {
         st.dirty = true;
+        if crate::shrink::enabled() {
+            let top = st.guard().0 + st.class().stride();
+            // SAFETY: the G that ran on this stack is dead; its top page is still mapped.
+            if !unsafe { crate::shrink::armed(top) } {
+                // It went deep: past the P's cache, to be scrubbed (and its band filled
+                // again) before it is handed out, so that the next G neither inherits the
+                // deep pages unseen nor queues itself for the shrinker because of them.
+                st.class().free_deep(st);
+                return;
+            }
+        }
         if !ptr::eq(st.class(), self.sched.stacks) {
             st.class().free(st);
             return;

@@ -205,14 +205,17 @@ unsafe fn nominate(g: *const G) {
         let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
         q.push(r);
         // Counted under the lock, so sysmon never takes an entry before its count.
-        // SeqCst: pairs with sysmon's SeqCst store of `sysmon_sleeping` and its later
-        // SeqCst read of PENDING: either sysmon sees our entry, or we see it asleep and
-        // wake it. Only the first of a run of entries needs to look: a later one's
-        // predecessor looked after counting, so sysmon either saw that count or was woken.
+        // SeqCst: pairs with sysmon's SeqCst store of `sysmon_indefinite` and its later
+        // SeqCst read of PENDING: either sysmon sees our entry, or we see it asleep with
+        // no deadline and wake it. Only the first of a run of entries needs to look: a
+        // later one's predecessor looked after counting, so sysmon either saw that count
+        // or was woken. A sysmon asleep with a deadline is not woken: it wakes within an
+        // epoch anyway, and this G must stay parked for two before it is shrunk (waking
+        // sysmon for every short-lived G that went deep cost skynet 15%).
         PENDING.fetch_add(1, Ordering::SeqCst)
     };
     if prev == 0 {
-        crate::sysmon::wake_sysmon_now();
+        crate::sysmon::wake_sysmon_if_indefinite();
     }
 }
 
@@ -257,9 +260,11 @@ impl Shrinker {
     /// How long sysmon may sleep before the shrinker wants it again (None: no wish).
     pub(crate) fn due_in(&self, now: Instant) -> Option<Duration> {
         // SeqCst: see `nominate`.
-        if !self.todo.is_empty() || PENDING.load(Ordering::SeqCst) != 0 {
+        if !self.todo.is_empty() {
             Some(Duration::ZERO)
-        } else if !self.wait.is_empty() {
+        } else if !self.wait.is_empty() || PENDING.load(Ordering::SeqCst) != 0 {
+            // Queued G's are shrunk no sooner than two epochs after they parked: sleep
+            // until the next one.
             Some(self.next_epoch.saturating_duration_since(now))
         } else {
             None

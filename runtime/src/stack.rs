@@ -33,7 +33,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use corosensei::stack::valgrind::ValgrindStackRegistration;
@@ -153,6 +153,8 @@ struct ClassLists {
     dirty: VecDeque<usize>,
     clean: Vec<usize>,
     cold: Vec<usize>,
+    /// Used by a G that went deep (see [`StackClass::free_deep`]); band still disturbed.
+    deep: Vec<usize>,
     /// Slots handed out before whose guard could not be installed; retried first.
     unguarded: Vec<usize>,
     /// The arena being carved: next slot address and end.
@@ -179,6 +181,7 @@ impl std::fmt::Debug for ClassLists {
             .field("dirty", &self.dirty.len())
             .field("clean", &self.clean.len())
             .field("cold", &self.cold.len())
+            .field("deep", &self.deep.len())
             .field("arenas", &self.arenas)
             .finish()
     }
@@ -208,6 +211,7 @@ impl StackClass {
                 dirty: VecDeque::new(),
                 clean: Vec::new(),
                 cold: Vec::new(),
+                deep: Vec::new(),
                 unguarded: Vec::new(),
                 carve_next: 0,
                 carve_end: 0,
@@ -248,6 +252,12 @@ impl StackClass {
             // SAFETY: the slot is ours, mapped, and nobody runs on it.
             unsafe { crate::shrink::arm(lo + self.stride) };
             return Ok(self.stack(lo, false));
+        }
+        if let Some(lo) = l.deep.pop() {
+            // Not scrubbed yet: its band stays disturbed, so the G that takes it queues
+            // itself for the shrinker if it parks (the pages it inherits are seen).
+            DEEP_STACKS.fetch_sub(1, Ordering::Relaxed);
+            return Ok(self.stack(lo, true));
         }
         let lo = match l.unguarded.pop() {
             Some(lo) => lo,
@@ -309,6 +319,14 @@ impl StackClass {
         }
     }
 
+    /// Returns a stack whose last G went deep (its shrink band is disturbed) to the `deep`
+    /// list: scrubbed first (by sysmon, or an idle M), handed out last.
+    pub(crate) fn free_deep(&self, s: GStack) {
+        debug_assert!(std::ptr::eq(s.class, self));
+        lock(&self.lists).deep.push(s.lo);
+        DEEP_STACKS.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Returns one stack to the global lists.
     pub(crate) fn free(&self, s: GStack) {
         self.free_many(std::iter::once(s));
@@ -320,9 +338,14 @@ impl StackClass {
     pub(crate) fn scrub(&'static self, max: usize) -> usize {
         let (batch, warm_room) = {
             let mut l = lock(&self.lists);
-            let n = l.dirty.len().min(max);
-            // Oldest first: the most recently freed stay hot for the next taker.
-            let batch: Vec<usize> = l.dirty.drain(..n).collect();
+            // Deep ones first (they are the reason sysmon calls this), then the oldest
+            // dirty ones: the most recently freed stay hot for the next taker.
+            let d = l.deep.len().min(max);
+            let from = l.deep.len() - d;
+            let mut batch: Vec<usize> = l.deep.drain(from..).collect();
+            DEEP_STACKS.fetch_sub(d, Ordering::Relaxed);
+            let n = l.dirty.len().min(max - d);
+            batch.extend(l.dirty.drain(..n));
             (batch, WARM_STACKS.saturating_sub(l.clean.len()))
         };
         if batch.is_empty() {
@@ -334,6 +357,10 @@ impl StackClass {
             let s = self.stack(*lo, true);
             if i < warm_room {
                 s.release_below(KEEP_TOP);
+                // Nothing lives below the kept top any more: the band (in the top page,
+                // kept) may be filled again.
+                // SAFETY: the slot is cached (nobody runs on it) and its top page mapped.
+                unsafe { crate::shrink::arm(*lo + self.stride) };
                 clean.push(*lo);
             } else {
                 s.release_below(0);
@@ -345,6 +372,15 @@ impl StackClass {
         l.clean.extend(clean);
         l.cold.extend(cold);
         n
+    }
+
+    /// Scrubs up to `max` stacks of the `deep` list only.
+    fn scrub_deep(&'static self, max: usize) -> usize {
+        let n = lock(&self.lists).deep.len().min(max);
+        if n == 0 {
+            return 0;
+        }
+        self.scrub(n)
     }
 
     /// Maps a new arena; a smaller one (a single slot) if the large reservation is refused.
@@ -378,18 +414,32 @@ pub(crate) fn totals() -> (usize, usize) {
     let mut reserved = 0;
     for c in classes {
         let l = lock(&c.lists);
-        cached += l.dirty.len() + l.clean.len() + l.cold.len();
+        cached += l.dirty.len() + l.clean.len() + l.cold.len() + l.deep.len();
         reserved += l.reserved;
     }
     (cached, reserved)
 }
 
+/// Stacks on the classes' `deep` lists (a hint for sysmon; exact under the locks).
+static DEEP_STACKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Scrubs up to `max` stacks per class from the `deep` lists, if there are any: sysmon's
+/// share of the scrubbing, for runtimes too busy to have idle M's. Returns how many.
+pub(crate) fn scrub_deep(max: usize) -> usize {
+    if DEEP_STACKS.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    let classes: Vec<&'static StackClass> = lock(&CLASSES).clone();
+    classes.into_iter().map(|c| c.scrub_deep(max)).sum()
+}
+
 /// Whether any class has dirty stacks in its global lists (under each class's lock).
 pub(crate) fn any_dirty() -> bool {
     let classes: Vec<&'static StackClass> = lock(&CLASSES).clone();
-    classes
-        .into_iter()
-        .any(|c| !lock(&c.lists).dirty.is_empty())
+    classes.into_iter().any(|c| {
+        let l = lock(&c.lists);
+        !l.dirty.is_empty() || !l.deep.is_empty()
+    })
 }
 
 /// Every stack class's dirty stacks, scrubbed in batches of at most `max` per class.

@@ -50,6 +50,8 @@ const SYSCALL_GRACE: Duration = Duration::from_millis(10);
 /// Sleeps at least this long are announced in `sysmon_sleeping`, so that `blocking` wakes
 /// sysmon instead of waiting the sleep out.
 const LONG_SLEEP: Duration = Duration::from_millis(1);
+/// Stacks per class sysmon scrubs from the `deep` lists per round.
+const DEEP_SCRUB_STEP: usize = 32;
 /// How often sysmon polls the network when no idle M sleeps in the poller (Go: 10 ms).
 const NETPOLL_EVERY: Duration = Duration::from_millis(10);
 
@@ -144,9 +146,16 @@ fn exitsyscall(s: &'static Sched, g: *const crate::g::G, pid: usize) {
     unsafe { suspend(g, Suspend::NoP) };
 }
 
-/// Wakes sysmon if it sleeps (for the stack shrinker's first queued G).
-pub(crate) fn wake_sysmon_now() {
-    wake_sysmon(sched());
+/// Wakes sysmon if it sleeps with no deadline (for the stack shrinker's first queued G:
+/// any other sleep of sysmon ends within [`MAX_DELAY`] or at the shrinker's next epoch,
+/// soon enough for G's that must stay parked two epochs before they are shrunk).
+pub(crate) fn wake_sysmon_if_indefinite() {
+    let s = sched();
+    // SeqCst: pairs with sysmon's SeqCst store of the flag before it reads PENDING (see
+    // `shrink::nominate`).
+    if s.sysmon_indefinite.load(Ordering::SeqCst) {
+        wake_sysmon(s);
+    }
 }
 
 fn wake_sysmon(s: &Sched) {
@@ -197,9 +206,10 @@ pub(crate) fn sysmon() {
             // `blocking`. SeqCst: see the pair described in `blocking`.
             s.sysmon_sleeping.store(true, Ordering::SeqCst);
             if s.npidle.load(Ordering::SeqCst) == n {
-                // The shrinker's queue is read after the flag's SeqCst store (its `due_in`
-                // reads PENDING SeqCst): a G queuing itself either is seen here or sees
-                // the flag and wakes us (`shrink::nominate`).
+                // The shrinker's queue is read after this flag's SeqCst store (its
+                // `due_in` reads PENDING SeqCst): a G queuing itself either is seen here or
+                // sees the flag and wakes us (`shrink::nominate`).
+                s.sysmon_indefinite.store(true, Ordering::SeqCst);
                 match shrinker.due_in(Instant::now()) {
                     None => {
                         while s.sysmon_sleeping.load(Ordering::SeqCst) {
@@ -209,6 +219,7 @@ pub(crate) fn sysmon() {
                     Some(d) if !d.is_zero() => std::thread::park_timeout(d),
                     Some(_) => {}
                 }
+                s.sysmon_indefinite.store(false, Ordering::Relaxed);
             }
             s.sysmon_sleeping.store(false, Ordering::Relaxed);
             fruitless = 0;
@@ -251,6 +262,9 @@ pub(crate) fn sysmon() {
         if shrinker.busy() {
             shrinker.run(now);
         }
+        // Stacks whose G went deep wait on their class's `deep` list: scrub them here,
+        // where no G waits for the system calls, in case no M goes idle to do it.
+        crate::stack::scrub_deep(DEEP_SCRUB_STEP);
         if let (Some(period), Some(t)) = (s.schedtrace, next_trace) {
             if now >= t {
                 eprintln!("{}", trace_line(s));
