@@ -1,0 +1,75 @@
+//! The waiter queue every primitive of this module shares (see the module docs: a `Node`
+//! per waiter, queued under a short internal lock, signalled by whoever releases).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard};
+use std::time::Instant;
+
+use crate::park::{park, park_deadline, Unparker};
+
+/// One waiting green thread or OS thread.
+pub(super) struct Node {
+    pub(super) unparker: Unparker,
+    /// Set (Release) by the signaller once the waiter may proceed.
+    pub(super) flag: AtomicBool,
+    /// For `Mutex`: the lock itself was handed over (starvation mode). Written before
+    /// `flag`, read after it.
+    pub(super) handed: AtomicBool,
+}
+
+impl Node {
+    pub(super) fn new() -> Arc<Node> {
+        Arc::new(Node {
+            unparker: Unparker::current(),
+            flag: AtomicBool::new(false),
+            handed: AtomicBool::new(false),
+        })
+    }
+
+    pub(super) fn is_set(&self) -> bool {
+        // Acquire: pairs with the Release in `signal`.
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// Waits for the signal.
+    pub(super) fn wait(&self) {
+        while !self.is_set() {
+            park();
+        }
+    }
+
+    /// Waits for the signal until `deadline`; false if it did not come by then (the caller
+    /// must then withdraw the node under its lock, and re-check `is_set`).
+    pub(super) fn wait_until(&self, deadline: Instant) -> bool {
+        while !self.is_set() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            park_deadline(deadline);
+        }
+        true
+    }
+
+    /// Lets the waiter proceed. Call without holding the primitive's internal lock.
+    pub(super) fn signal(&self) {
+        // Release: what the signaller handed over is visible to the waiter's Acquire.
+        self.flag.store(true, Ordering::Release);
+        self.unparker.unpark(true);
+    }
+}
+
+pub(super) fn lock<T>(m: &StdMutex<T>) -> StdGuard<'_, T> {
+    // The internal locks guard only queues and counters; no user code runs under them.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(super) fn remove(q: &mut VecDeque<Arc<Node>>, n: &Arc<Node>) -> bool {
+    match q.iter().position(|x| Arc::ptr_eq(x, n)) {
+        Some(i) => {
+            q.remove(i);
+            true
+        }
+        None => false,
+    }
+}
