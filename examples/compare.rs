@@ -7,7 +7,7 @@
 //! Run: `cargo run --release --example compare` (GORT_MAXPROCS changes the P count).
 
 use gort::chan;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,60 @@ fn gort_spawn_join_from_g() -> f64 {
     })
     .join()
     .unwrap()
+}
+
+/// Go's fan-out: from a G, `wg.add(1)` and a detached `go!` per task, `done` in each, one
+/// `wait`. Nanoseconds per task.
+fn gort_waitgroup_fanout() -> f64 {
+    gort::go!(|| {
+        let wg = gort::sync::WaitGroup::new();
+        let sum = Arc::new(AtomicU64::new(0));
+        let t = Instant::now();
+        for i in 0..GORT_TASKS {
+            wg.add(1);
+            let (wg, sum) = (wg.clone(), sum.clone());
+            drop(gort::go!(move || {
+                sum.fetch_add(i, Ordering::Relaxed);
+                wg.done();
+            }));
+        }
+        wg.wait();
+        let d = t.elapsed();
+        assert_eq!(
+            sum.load(Ordering::Relaxed),
+            GORT_TASKS * (GORT_TASKS - 1) / 2
+        );
+        per(d, GORT_TASKS)
+    })
+    .join()
+    .unwrap()
+}
+
+/// The same with detached std threads and a counter under a `Mutex` + `Condvar` (std has no
+/// wait group).
+fn std_waitgroup_fanout() -> f64 {
+    let wg = Arc::new((std::sync::Mutex::new(0u64), std::sync::Condvar::new()));
+    let sum = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    for i in 0..STD_TASKS {
+        *wg.0.lock().unwrap() += 1;
+        let (wg, sum) = (wg.clone(), sum.clone());
+        drop(std::thread::spawn(move || {
+            sum.fetch_add(i, Ordering::Relaxed);
+            let mut n = wg.0.lock().unwrap();
+            *n -= 1;
+            if *n == 0 {
+                wg.1.notify_all();
+            }
+        }));
+    }
+    let mut n = wg.0.lock().unwrap();
+    while *n != 0 {
+        n = wg.1.wait(n).unwrap();
+    }
+    let d = t.elapsed();
+    assert_eq!(sum.load(Ordering::Relaxed), STD_TASKS * (STD_TASKS - 1) / 2);
+    per(d, STD_TASKS)
 }
 
 fn std_spawn_join() -> f64 {
@@ -836,9 +890,18 @@ fn main() {
             "batches of 1,000 G's (recycled) vs batches of 100 threads",
         );
     }
-    if want("gspawn") {
-        let g = best(5, gort_spawn_join_from_g);
-        println!("gort spawn+join from a G: {g:.1} ns");
+    if want("wg") {
+        let g = best(3, gort_waitgroup_fanout);
+        let s = best(3, std_waitgroup_fanout);
+        row(
+            "WaitGroup fan-out, per task",
+            g,
+            s,
+            "ns",
+            &format!(
+                "from a G: add(1) + detached go! + done, {GORT_TASKS} G's, one wait; std: {STD_TASKS} detached threads, Mutex+Condvar counter"
+            ),
+        );
     }
     if want("yield") {
         // After a burst, the idle runtime gives its memory back in the background (on a

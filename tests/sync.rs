@@ -210,6 +210,94 @@ fn waitgroup_waits_for_all() {
     }
 }
 
+/// One WaitGroup reused for many rounds, the next round's `add` racing the previous round's
+/// release: every waiter (G's and the main thread) returns only once its own round's workers
+/// have all finished, and every worker's count is seen. Exact counts, 1, 2 and 4 P's.
+fn waitgroup_rounds() {
+    const ROUNDS: usize = 300;
+    const WORKERS: usize = 64;
+    const WAITERS: usize = 4;
+    let wg = WaitGroup::new();
+    let finished: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..ROUNDS).map(|_| AtomicUsize::new(0)).collect());
+    let mut waiters = Vec::new();
+    for r in 0..ROUNDS {
+        wg.add(WORKERS);
+        for _ in 0..WORKERS {
+            let (wg, finished) = (wg.clone(), finished.clone());
+            gort::go!(move || {
+                if r % 2 == 0 {
+                    gort::yield_now();
+                }
+                finished[r].fetch_add(1, Ordering::Relaxed);
+                wg.done();
+            });
+        }
+        for _ in 0..WAITERS {
+            let (wg, finished) = (wg.clone(), finished.clone());
+            waiters.push(gort::go!(move || {
+                wg.wait();
+                // Released by this round's last `done` or a later one: never early.
+                finished[r].load(Ordering::Relaxed)
+            }));
+        }
+        if r % 2 == 0 {
+            wg.wait();
+        } else {
+            // Not a waiter: go on the moment the count is zero, so that the next round's
+            // `add` and waiters race this round's release of its waiters.
+            while wg.count() != 0 {
+                std::hint::spin_loop();
+            }
+        }
+        assert_eq!(finished[r].load(Ordering::Relaxed), WORKERS, "round {r}");
+    }
+    for h in waiters {
+        assert_eq!(h.join().unwrap(), WORKERS);
+    }
+    assert_eq!(wg.count(), 0);
+    // Fan-out the Go way: add(1) before each detached go!, done in each, wait once.
+    let total = Arc::new(AtomicUsize::new(0));
+    for _ in 0..20 {
+        for _ in 0..5_000 {
+            wg.add(1);
+            let (wg, total) = (wg.clone(), total.clone());
+            drop(gort::go!(move || {
+                total.fetch_add(1, Ordering::Relaxed);
+                wg.done();
+            }));
+        }
+        wg.wait();
+    }
+    assert_eq!(total.load(Ordering::Relaxed), 100_000);
+}
+
+#[test]
+fn waitgroup_rounds_never_release_early() {
+    if is_child("waitgroup_rounds_never_release_early") {
+        waitgroup_rounds();
+        return;
+    }
+    for procs in ["1", "2", "4"] {
+        let o = run_child(
+            "waitgroup_rounds_never_release_early",
+            &[("GORT_MAXPROCS", procs)],
+        );
+        assert_success(&o);
+    }
+}
+
+#[test]
+fn waitgroup_add_overflow_panics_clearly() {
+    let wg = WaitGroup::new();
+    wg.add(u32::MAX as usize);
+    let e = std::panic::catch_unwind(|| wg.add(1)).unwrap_err();
+    let msg = e.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(msg.contains("overflow"), "{msg}");
+    // The count is intact after the refused add.
+    assert_eq!(wg.count(), u32::MAX as usize);
+}
+
 #[test]
 fn waitgroup_done_below_zero_panics_clearly() {
     let wg = WaitGroup::new();

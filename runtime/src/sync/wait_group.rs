@@ -1,19 +1,32 @@
 //! [`WaitGroup`]: Go's `sync.WaitGroup`.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
 use super::waiter::{lock, Node};
 
-struct WgState {
-    count: usize,
-    waiters: Vec<Arc<Node>>,
+/// Bits of the state word: the count in the high half, the number of registered waiters
+/// in the low half (Go's `sync.WaitGroup` packs the same two numbers).
+const COUNT_ONE: u64 = 1 << 32;
+const WAITERS_MASK: u64 = COUNT_ONE - 1;
+
+struct WgInner {
+    state: AtomicU64,
+    /// Waiters in registration order. A waiter registers (bumps the low half of `state` and
+    /// pushes its node) under this lock, so that the list always holds exactly as many nodes
+    /// as the low half counts, in the order of their increments.
+    waiters: StdMutex<VecDeque<Arc<Node>>>,
 }
 
 /// Waits for a collection of green threads to finish (Go's `sync.WaitGroup`).
 ///
 /// `add(n)` before starting work, `done()` when a piece finishes, `wait()` until the count
 /// is zero. Clones share one counter.
+///
+/// `add` and `done` are one atomic operation each; only `wait`, when it has to wait, and the
+/// `done` that releases waiters take a lock.
 ///
 /// # Panics
 ///
@@ -41,7 +54,7 @@ struct WgState {
 /// ```
 #[derive(Clone)]
 pub struct WaitGroup {
-    inner: Arc<StdMutex<WgState>>,
+    inner: Arc<WgInner>,
 }
 
 impl Default for WaitGroup {
@@ -53,7 +66,7 @@ impl Default for WaitGroup {
 impl fmt::Debug for WaitGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WaitGroup")
-            .field("count", &lock(&self.inner).count)
+            .field("count", &self.count())
             .finish()
     }
 }
@@ -62,52 +75,99 @@ impl WaitGroup {
     /// A wait group with a count of zero.
     pub fn new() -> WaitGroup {
         WaitGroup {
-            inner: Arc::new(StdMutex::new(WgState {
-                count: 0,
-                waiters: Vec::new(),
-            })),
+            inner: Arc::new(WgInner {
+                state: AtomicU64::new(0),
+                waiters: StdMutex::new(VecDeque::new()),
+            }),
         }
     }
 
     /// Adds `n` to the count.
+    ///
+    /// # Panics
+    ///
+    /// If the count would exceed `u32::MAX`.
     pub fn add(&self, n: usize) {
-        let mut st = lock(&self.inner);
-        st.count = st
-            .count
-            .checked_add(n)
-            .expect("gort::sync::WaitGroup::add: counter overflow");
+        if n == 0 {
+            return;
+        }
+        let Some(delta) = u64::try_from(n).ok().filter(|d| *d <= WAITERS_MASK) else {
+            panic!("gort::sync::WaitGroup::add: counter overflow");
+        };
+        // Relaxed: adding publishes nothing; the `done` that takes the count back to zero
+        // is what waiters synchronise with (an RMW keeps the release sequence going).
+        let old = self.inner.state.fetch_add(delta << 32, Ordering::Relaxed);
+        if (old >> 32) + delta > WAITERS_MASK {
+            self.inner.state.fetch_sub(delta << 32, Ordering::Relaxed);
+            panic!("gort::sync::WaitGroup::add: counter overflow");
+        }
     }
 
     /// Subtracts one from the count, waking the waiters when it reaches zero.
+    ///
+    /// # Panics
+    ///
+    /// If the count is already zero (more `done`s than `add`s).
     pub fn done(&self) {
-        let wake = {
-            let mut st = lock(&self.inner);
-            if st.count == 0 {
-                drop(st);
-                panic!(
-                    "gort::sync::WaitGroup::done called more times than add: the counter \
-                     would go below zero"
-                );
-            }
-            st.count -= 1;
-            if st.count == 0 {
-                std::mem::take(&mut st.waiters)
-            } else {
-                Vec::new()
-            }
+        // AcqRel: Release publishes this worker's writes to whoever sees the count at zero
+        // (a waiter's Acquire load, or the last `done`, whose Acquire here makes every
+        // earlier `done`'s writes part of what it hands to the waiters it signals).
+        let old = self.inner.state.fetch_sub(COUNT_ONE, Ordering::AcqRel);
+        if old >> 32 == 0 {
+            self.inner.state.fetch_add(COUNT_ONE, Ordering::Relaxed);
+            panic!(
+                "gort::sync::WaitGroup::done called more times than add: the counter \
+                 would go below zero"
+            );
+        }
+        let waiters = old & WAITERS_MASK;
+        if old >> 32 == 1 && waiters > 0 {
+            self.release(waiters);
+        }
+    }
+
+    /// The count reached zero with `n` waiters registered: signal exactly those `n` (the
+    /// first `n` in the list; a waiter that registered after a new `add` stays).
+    #[cold]
+    fn release(&self, n: u64) {
+        let woken: Vec<Arc<Node>> = {
+            let mut q = lock(&self.inner.waiters);
+            let n = (n as usize).min(q.len());
+            // Under the lock, so no waiter registers meanwhile. Release: pairs with a
+            // waiter's Acquire load of the state, like the `done` above.
+            self.inner.state.fetch_sub(n as u64, Ordering::Release);
+            q.drain(..n).collect()
         };
-        wake.iter().for_each(|n| n.signal());
+        woken.iter().for_each(|n| n.signal());
     }
 
     /// Parks until the count is zero (returns at once if it is).
     pub fn wait(&self) {
+        // Acquire: pairs with the Release of the `done` that took the count to zero.
+        if self.inner.state.load(Ordering::Acquire) >> 32 == 0 {
+            return;
+        }
         let node = {
-            let mut st = lock(&self.inner);
-            if st.count == 0 {
-                return;
+            let mut q = lock(&self.inner.waiters);
+            let mut s = self.inner.state.load(Ordering::Acquire);
+            loop {
+                if s >> 32 == 0 {
+                    return;
+                }
+                // Acquire on both outcomes: as the load above. Under the lock, so that the
+                // list and the low half move together (see `WgInner`).
+                match self.inner.state.compare_exchange_weak(
+                    s,
+                    s + 1,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break,
+                    Err(now) => s = now,
+                }
             }
             let n = Node::new();
-            st.waiters.push(n.clone());
+            q.push_back(n.clone());
             n
         };
         node.wait();
@@ -115,6 +175,7 @@ impl WaitGroup {
 
     /// The current count.
     pub fn count(&self) -> usize {
-        lock(&self.inner).count
+        // Acquire: as in `wait`.
+        (self.inner.state.load(Ordering::Acquire) >> 32) as usize
     }
 }
