@@ -40,6 +40,22 @@ fn bytes_now() -> usize {
     (rss_kib() + pte_kib()) * 1024
 }
 
+/// Waits (a bounded poll) until the memory grown since `before` is at most 8 KiB per G for
+/// `n` parked G's; returns the figure and the runtime's stats, or fails saying `what`.
+fn settle_per_g(before: usize, n: usize, what: &str) -> (usize, gort::Stats) {
+    let mut per_g = usize::MAX;
+    let ok = eventually(|| {
+        per_g = bytes_now().saturating_sub(before) / n;
+        per_g <= 8 * 1024
+    });
+    let st = gort::stats();
+    assert!(
+        ok,
+        "{per_g} bytes per parked G {what} (want <= 8 KiB); {st}"
+    );
+    (per_g, st)
+}
+
 fn run_procs(test: &str, procs: &[&str], extra: &[(&str, &str)]) {
     for p in procs {
         let mut env = vec![("GORT_MAXPROCS", *p)];
@@ -80,16 +96,7 @@ fn deep_then_parked_stacks_are_shrunk() {
             })
             .collect();
         wait_for(&parked, n);
-        let mut per_g = usize::MAX;
-        let ok = eventually(|| {
-            per_g = bytes_now().saturating_sub(before) / n;
-            per_g <= 8 * 1024
-        });
-        let st = gort::stats();
-        assert!(
-            ok,
-            "{per_g} bytes per parked G after shrinking (want <= 8 KiB); {st}"
-        );
+        let (per_g, st) = settle_per_g(before, n, "after shrinking");
         assert!(st.stacks_shrunk as usize >= n / 2, "{st}");
         for _ in 0..n {
             tx.send(3).unwrap();
@@ -253,16 +260,7 @@ fn deep_pages_of_dead_gs_do_not_stay_under_parked_ones() {
             })
             .collect();
         wait_for(&parked, n);
-        let mut per_g = usize::MAX;
-        let ok = eventually(|| {
-            per_g = bytes_now().saturating_sub(before) / n;
-            per_g <= 8 * 1024
-        });
-        let st = gort::stats();
-        assert!(
-            ok,
-            "{per_g} bytes per parked G on recycled deep stacks (want <= 8 KiB); {st}"
-        );
+        let (per_g, st) = settle_per_g(before, n, "on recycled deep stacks");
         for _ in 0..n {
             tx.send(1).unwrap();
         }
