@@ -236,6 +236,13 @@ fn gort_deep_then_park(n: usize) -> f64 {
 
 /// The same with OS threads (128 KiB stacks), each parked on a barrier.
 fn std_deep_then_park(n: usize) -> f64 {
+    std_parked_bytes(n, 128 * 1024, || deep(64), Duration::from_secs(1))
+}
+
+/// Memory growth per OS thread (RSS + page tables) with `n` threads of `stack` bytes, each
+/// running `work` and then blocked on a barrier, measured `settle` after the last arrived.
+/// Kernel memory (the thread's kernel stack and task struct) is not counted.
+fn std_parked_bytes(n: usize, stack: usize, work: fn() -> u64, settle: Duration) -> f64 {
     let before = mem_kib();
     let in_place = Arc::new(Barrier::new(n + 1));
     let release = Arc::new(Barrier::new(n + 1));
@@ -244,9 +251,9 @@ fn std_deep_then_park(n: usize) -> f64 {
             let a = in_place.clone();
             let b = release.clone();
             std::thread::Builder::new()
-                .stack_size(128 * 1024)
+                .stack_size(stack)
                 .spawn(move || {
-                    let v = deep(64);
+                    let v = work();
                     a.wait();
                     b.wait();
                     v
@@ -255,7 +262,7 @@ fn std_deep_then_park(n: usize) -> f64 {
         })
         .collect();
     in_place.wait();
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(settle);
     let during = mem_kib();
     release.wait();
     for h in hs {
@@ -264,8 +271,8 @@ fn std_deep_then_park(n: usize) -> f64 {
     (during.saturating_sub(before) * 1024) as f64 / n as f64
 }
 
-/// Memory growth per parked G (RSS + page tables): `n` G's each blocked in `join` on the one before it, the first
-/// waiting on a gate. Returns bytes per G.
+/// Memory growth per parked G (RSS + page tables): `n` G's each blocked in `join` on the
+/// one before it, the first waiting on a gate. Returns bytes per G.
 fn gort_parked_rss(n: usize) -> f64 {
     let before = mem_kib();
     let started = Arc::new(AtomicUsize::new(0));
@@ -312,32 +319,9 @@ fn settle_rss() {
     }
 }
 
-/// Memory growth per parked OS thread (each blocked on a barrier; RSS + page tables).
-/// Kernel memory (the thread's kernel stack and task struct) is not counted.
+/// Memory growth per parked OS thread (64 KiB stacks, each blocked on a barrier).
 fn std_parked_rss(n: usize) -> f64 {
-    let before = mem_kib();
-    let in_place = Arc::new(Barrier::new(n + 1));
-    let release = Arc::new(Barrier::new(n + 1));
-    let hs: Vec<_> = (0..n)
-        .map(|_| {
-            let a = in_place.clone();
-            let b = release.clone();
-            std::thread::Builder::new()
-                .stack_size(64 * 1024)
-                .spawn(move || {
-                    a.wait();
-                    b.wait();
-                })
-                .expect("spawn thread")
-        })
-        .collect();
-    in_place.wait();
-    let during = mem_kib();
-    release.wait();
-    for h in hs {
-        h.join().unwrap();
-    }
-    (during.saturating_sub(before) * 1024) as f64 / n as f64
+    std_parked_bytes(n, 64 * 1024, || 0, Duration::ZERO)
 }
 
 /// Round trips between two G's over two unbuffered channels; ns per round trip.

@@ -228,8 +228,8 @@ unsafe impl Send for G {}
 // SAFETY: as above.
 unsafe impl Sync for G {}
 
-// A G is about 200 bytes (208 with the shrinker's bound and epoch), and a server holds one per connection: keep it from growing by
-// accident (on 64-bit targets).
+// A G is 208 bytes (with the shrinker's bound and epoch), and a server holds one per
+// connection: keep it from growing by accident (on 64-bit targets).
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(mem::size_of::<G>() <= 208, "the G struct grew");
 

@@ -1568,16 +1568,12 @@ impl M {
 
     fn put_stack(&mut self, mut st: GStack) {
         st.dirty = true;
-        if crate::shrink::enabled() {
-            let top = st.guard().0 + st.class().stride();
-            // SAFETY: the G that ran on this stack is dead; its top page is still mapped.
-            if !unsafe { crate::shrink::armed(top) } {
-                // It went deep: past the P's cache, to be scrubbed (and its band filled
-                // again) before it is handed out, so that the next G neither inherits the
-                // deep pages unseen nor queues itself for the shrinker because of them.
-                st.class().free_deep(st);
-                return;
-            }
+        if st.went_deep() {
+            // Past the P's cache, to be scrubbed (and its band filled again) before it is
+            // handed out, so that the next G neither inherits the deep pages unseen nor
+            // queues itself for the shrinker because of them.
+            st.class().free_deep(st);
+            return;
         }
         if !ptr::eq(st.class(), self.sched.stacks) {
             st.class().free(st);

@@ -109,7 +109,7 @@ pub(crate) struct GStack {
 // addresses are page-aligned, so aligned to `STACK_ALIGNMENT`.
 unsafe impl Stack for GStack {
     fn base(&self) -> StackPointer {
-        StackPointer::new(self.lo + self.class.stride).expect("stack base is not null")
+        StackPointer::new(self.top()).expect("stack base is not null")
     }
     fn limit(&self) -> StackPointer {
         StackPointer::new(self.lo).expect("stack limit is not null")
@@ -117,6 +117,18 @@ unsafe impl Stack for GStack {
 }
 
 impl GStack {
+    /// The stack's base (highest address), where its frames start.
+    pub(crate) fn top(&self) -> usize {
+        self.lo + self.class.stride
+    }
+
+    /// The G that last ran on this (cached) stack went past its top page, by the shrink
+    /// band (`shrink.rs`); always false with shrinking off.
+    pub(crate) fn went_deep(&self) -> bool {
+        // SAFETY: a cached stack: nobody runs on it, and its top page is mapped.
+        crate::shrink::enabled() && !unsafe { crate::shrink::armed(self.top()) }
+    }
+
     /// The guard range `[lo, hi)`.
     pub(crate) fn guard(&self) -> (usize, usize) {
         (self.lo, self.lo + GUARD_SIZE)
