@@ -348,3 +348,267 @@ fn detached_trees_of_gs_over_rendezvous_channels() {
         assert_eq!(rx.recv().unwrap(), 1000 * 999 / 2);
     }
 }
+
+/// Buffered channels run on a lock-free ring with wake-and-retry waiters: under 1, 2 and 4
+/// P's, producers (send, send_timeout, select send) and consumers (recv, recv_timeout,
+/// select recv over two channels) on rings of 1, 3 and 64 slots lose nothing, duplicate
+/// nothing, and each consumer sees each producer's messages in the order sent.
+#[test]
+fn ring_channels_lose_nothing_and_keep_fifo() {
+    if is_child("ring_channels_lose_nothing_and_keep_fifo") {
+        for cap in [1, 3, 64] {
+            ring_round(cap);
+        }
+        return;
+    }
+    for procs in ["1", "2", "4"] {
+        let o = run_child(
+            "ring_channels_lose_nothing_and_keep_fifo",
+            &[("GORT_MAXPROCS", procs)],
+        );
+        assert_success(&o);
+    }
+}
+
+fn ring_round(cap: usize) {
+    const P: u64 = 6;
+    const N: u64 = 20_000;
+    // Producer p sends p * N + i on `a` (i even) or `b` (i odd), in order of i.
+    let (a_tx, a_rx) = chan::bounded::<u64>(cap);
+    let (b_tx, b_rx) = chan::bounded::<u64>(cap);
+    let producers: Vec<_> = (0..P)
+        .map(|p| {
+            let (a, b) = (a_tx.clone(), b_tx.clone());
+            gort::go!(move || {
+                for i in 0..N {
+                    let v = p * N + i;
+                    let tx = if i % 2 == 0 { &a } else { &b };
+                    match (p + i) % 3 {
+                        0 => tx.send(v).unwrap(),
+                        1 => {
+                            let mut v = v;
+                            loop {
+                                match tx.send_timeout(v, Duration::from_micros(50)) {
+                                    Ok(()) => break,
+                                    Err(chan::SendTimeoutError::Timeout(x)) => v = x,
+                                    Err(e) => panic!("{e:?}"),
+                                }
+                            }
+                        }
+                        _ => gort::select! {
+                            send(tx, v) -> r => r.unwrap(),
+                        },
+                    }
+                }
+            })
+        })
+        .collect();
+    drop((a_tx, b_tx));
+    // Consumer kinds: plain recv on a, recv_timeout on b, select over both (twice).
+    let consumer = |kind: usize| {
+        let (a, b) = (a_rx.clone(), b_rx.clone());
+        gort::go!(move || {
+            let mut got = Vec::new();
+            match kind {
+                0 => got.extend(a.iter()),
+                1 => loop {
+                    match b.recv_timeout(Duration::from_micros(30)) {
+                        Ok(v) => got.push(v),
+                        Err(chan::RecvTimeoutError::Timeout) => {}
+                        Err(chan::RecvTimeoutError::Closed) => break,
+                    }
+                },
+                _ => {
+                    let (mut a_open, mut b_open) = (true, true);
+                    while a_open || b_open {
+                        let (ra, rb) = (
+                            if a_open {
+                                a.clone()
+                            } else {
+                                chan::bounded(0).1
+                            },
+                            if b_open {
+                                b.clone()
+                            } else {
+                                chan::bounded(0).1
+                            },
+                        );
+                        gort::select! {
+                            recv(ra) -> m => match m { Ok(v) => got.push(v), Err(_) => a_open = false },
+                            recv(rb) -> m => match m { Ok(v) => got.push(v), Err(_) => b_open = false },
+                        }
+                    }
+                }
+            }
+            got
+        })
+    };
+    let consumers: Vec<_> = (0..4).map(consumer).collect();
+    for h in producers {
+        h.join().unwrap();
+    }
+    let mut all = Vec::new();
+    for h in consumers {
+        let got = h.join().unwrap();
+        // FIFO per producer per channel, as this consumer saw them.
+        let mut last = vec![None::<u64>; 2 * P as usize];
+        for &v in &got {
+            let k = (2 * (v / N) + v % 2) as usize;
+            assert!(
+                last[k].map_or(true, |l| l < v),
+                "out of order: {v} after {last:?}"
+            );
+            last[k] = Some(v);
+        }
+        all.extend(got);
+    }
+    assert_eq!(all.len() as u64, P * N, "count (cap {cap})");
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len() as u64, P * N, "duplicates (cap {cap})");
+    assert!(
+        a_rx.try_recv().is_err() && b_rx.try_recv().is_err(),
+        "left behind"
+    );
+}
+
+/// Closing a full ring while G's and a thread block on both sides: the buffered messages
+/// drain, every blocked send gets its value back, and nothing is lost or duplicated.
+#[test]
+fn ring_close_with_blocked_senders_and_receivers() {
+    for _ in 0..50 {
+        let (tx, rx) = chan::bounded::<u64>(2);
+        // Fill it, then block 6 senders (5 G's and a thread) on the full ring.
+        tx.send(100).unwrap();
+        tx.send(101).unwrap();
+        let (ready_tx, ready_rx) = chan::unbounded::<()>();
+        let senders: Vec<_> = (0..5)
+            .map(|i| {
+                let (tx, ready) = (tx.clone(), ready_tx.clone());
+                gort::go!(move || {
+                    ready.send(()).unwrap();
+                    tx.send(i)
+                })
+            })
+            .collect();
+        let t = {
+            let (tx, ready) = (tx.clone(), ready_tx.clone());
+            std::thread::spawn(move || {
+                ready.send(()).unwrap();
+                tx.send(5)
+            })
+        };
+        for _ in 0..6 {
+            ready_rx.recv().unwrap();
+        }
+        tx.close();
+        let mut back: Vec<u64> = senders
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .chain(std::iter::once(t.join().unwrap()))
+            .filter_map(|r| r.err().map(|SendError(v)| v))
+            .collect();
+        let mut drained: Vec<u64> = rx.iter().collect();
+        assert_eq!(
+            drained.len() + back.len(),
+            8,
+            "drained {drained:?} back {back:?}"
+        );
+        drained.append(&mut back);
+        drained.sort_unstable();
+        assert_eq!(drained, vec![0, 1, 2, 3, 4, 5, 100, 101]);
+        assert_eq!(rx.recv(), Err(RecvError));
+    }
+}
+
+/// `len` and the values dropped with the channel stay right across many laps of the ring.
+#[test]
+fn ring_len_and_drop_across_laps() {
+    let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    struct Tracked(Arc<std::sync::atomic::AtomicUsize>);
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    for cap in [1, 3, 5, 8] {
+        let (tx, rx) = chan::bounded(cap);
+        for round in 0..(3 * cap + 2) {
+            let fill = round % (cap + 1);
+            for _ in 0..fill {
+                live.fetch_add(1, Ordering::SeqCst);
+                tx.try_send(Tracked(live.clone())).ok().unwrap();
+            }
+            assert_eq!(rx.len(), fill);
+            assert_eq!(tx.is_empty(), fill == 0);
+            if fill == cap {
+                live.fetch_add(1, Ordering::SeqCst);
+                assert!(matches!(
+                    tx.try_send(Tracked(live.clone())),
+                    Err(TrySendError::Full(_))
+                ));
+            }
+            for _ in 0..fill.saturating_sub(1) {
+                drop(rx.try_recv().unwrap());
+            }
+            // One left over each round but the empty ones; take it unless last round.
+            if round + 1 < 3 * cap + 2 && fill > 0 {
+                drop(rx.try_recv().unwrap());
+            }
+        }
+        // Whatever the last round left is dropped with the channel.
+        drop((tx, rx));
+        assert_eq!(live.load(Ordering::SeqCst), 0, "cap {cap}");
+    }
+}
+
+/// Ping-pong over one-slot rings, where nearly every operation parks: a wake-up lost
+/// between a waiter's queueing and a sender's push (or a receiver's pop) hangs a pair, and
+/// the deadline turns that hang into a failure. G pairs and a thread-G pair, 1, 2 and 4 P's.
+#[test]
+fn ring_ping_pong_never_loses_a_wake_up() {
+    if is_child("ring_ping_pong_never_loses_a_wake_up") {
+        const ROUNDS: u64 = 50_000;
+        let pair = || {
+            let (a_tx, a_rx) = chan::bounded::<u64>(1);
+            let (b_tx, b_rx) = chan::bounded::<u64>(1);
+            let echo = move || {
+                for v in a_rx.iter() {
+                    b_tx.send(v + 1).unwrap();
+                }
+            };
+            let drive = move || {
+                let mut sum = 0;
+                for i in 0..ROUNDS {
+                    a_tx.send(i).unwrap();
+                    sum += b_rx.recv().unwrap();
+                }
+                sum
+            };
+            (echo, drive)
+        };
+        let want = ROUNDS * (ROUNDS + 1) / 2;
+        let mut hs = Vec::new();
+        for _ in 0..4 {
+            let (echo, drive) = pair();
+            drop(gort::go!(echo));
+            hs.push(gort::go!(drive));
+        }
+        let (echo, drive) = pair();
+        let t = std::thread::spawn(echo);
+        assert_eq!(gort::go!(drive).join().unwrap(), want);
+        t.join().unwrap();
+        for h in hs {
+            assert_eq!(h.join().unwrap(), want);
+        }
+        return;
+    }
+    for procs in ["1", "2", "4"] {
+        let o = run_child_with_deadline(
+            "ring_ping_pong_never_loses_a_wake_up",
+            &[("GORT_MAXPROCS", procs)],
+            Duration::from_secs(60),
+        );
+        assert_success(&o);
+    }
+}

@@ -24,6 +24,18 @@
 //! the losers' waiters are removed (or skipped, if a completer finds them first). A timed-out
 //! operation cancels by claiming its own token (NONE → CANCELLED); if that CAS fails, a
 //! completer got there first and the operation waits for it to finish.
+//!
+//! # Buffered channels
+//!
+//! A bounded channel with a buffer (`0 < cap <= 2^20`) keeps its messages in a lock-free
+//! ring (`ring.rs`): while the buffer is neither full nor empty, a send or receive claims a
+//! slot with one CAS and never takes the channel lock. Only waiting uses the lock and the
+//! queues above, and with a different completion: a sender that fills a slot (or a
+//! receiver that frees one) wakes one waiter of the other side, if the ring's waiting count
+//! says there is one, without handing it a value; the woken operation retries on the ring
+//! (and queues again if another got there first). Messages stay FIFO; which of several
+//! blocked senders gets the next free slot is not fixed. Unbuffered channels (Go's
+//! rendezvous) and unbounded ones keep the hand-off through the waiter's slot.
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -35,6 +47,9 @@ use std::time::{Duration, Instant};
 
 use crate::park::{park, park_deadline, park_g, Unparker, Waker};
 use crate::spin::{SpinGuard, SpinMutex};
+
+mod ring;
+use ring::{PopError, PushError, Ring, MAX_RING};
 
 const NONE: usize = usize::MAX;
 const CANCELLED: usize = usize::MAX - 1;
@@ -240,11 +255,17 @@ struct Chan<T> {
     cap: usize,
     senders: AtomicUsize,
     receivers: AtomicUsize,
+    /// The buffer of a bounded channel with `0 < cap <= MAX_RING`, which then does not use
+    /// `inner.buf` (see "Buffered channels" in the module docs).
+    ring: Option<Box<Ring<T>>>,
 }
 
 impl<T> Chan<T> {
     fn len(&self) -> usize {
-        self.lock().buf.len()
+        match &self.ring {
+            Some(r) => r.len(),
+            None => self.lock().buf.len(),
+        }
     }
 
     fn capacity(&self) -> Option<usize> {
@@ -422,6 +443,7 @@ pub(crate) fn new_chan_with<T>(cap: usize, pinned: usize) -> (Sender<T>, Receive
         cap,
         senders: AtomicUsize::new(1 + pinned),
         receivers: AtomicUsize::new(1),
+        ring: (cap > 0 && cap <= MAX_RING).then(|| Box::new(Ring::new(cap))),
     });
     (Sender { chan: chan.clone() }, Receiver { chan })
 }
@@ -456,6 +478,9 @@ impl<T> Sender<T> {
 
     fn send_inner(&self, v: T, how: Blocking) -> Result<(), SendTimeoutError<T>> {
         let chan = &*self.chan;
+        if let Some(ring) = &chan.ring {
+            return ring_send(chan, ring, v, how);
+        }
         let mut g = chan.lock();
         let v = match g.send_now(v, chan.cap, None) {
             SendNow::Done(wake) => {
@@ -514,12 +539,22 @@ impl<T> Sender<T> {
 
     /// Whether the channel is closed (or has no receivers left).
     pub fn is_closed(&self) -> bool {
+        if let Some(r) = &self.chan.ring {
+            return r.is_closed();
+        }
         let g = self.chan.lock();
         g.closed || g.disconnected
     }
 }
 
 fn close<T>(chan: &Chan<T>) {
+    if let Some(r) = &chan.ring {
+        // Mark first: a waiter that queues after our sweep below re-checks and sees it.
+        if !r.close() {
+            // Closed, or every receiver gone, before: its waiters were woken then.
+            return;
+        }
+    }
     let mut wake = Vec::new();
     {
         let mut g = chan.lock();
@@ -529,6 +564,10 @@ fn close<T>(chan: &Chan<T>) {
         g.closed = true;
         Inner::close_waiters(&mut g.recvq, &mut wake);
         Inner::close_waiters(&mut g.sendq, &mut wake);
+        if let Some(r) = &chan.ring {
+            publish(r, &g, Side::Recv);
+            publish(r, &g, Side::Send);
+        }
     }
     wake_all(wake);
 }
@@ -570,6 +609,9 @@ impl<T> Receiver<T> {
 
     fn recv_inner(&self, how: Blocking) -> Result<T, RecvTimeoutError> {
         let chan = &*self.chan;
+        if let Some(ring) = &chan.ring {
+            return ring_recv(chan, ring, how);
+        }
         let mut g = chan.lock();
         match g.recv_now(None) {
             RecvNow::Got(v, wake) => {
@@ -619,7 +661,11 @@ impl<T> Receiver<T> {
 
     /// Whether the channel is closed (it may still hold messages to drain).
     pub fn is_closed(&self) -> bool {
-        self.chan.lock().closed
+        // A ring's mark also means "no receivers", which cannot be while this one exists.
+        match &self.chan.ring {
+            Some(r) => r.is_closed(),
+            None => self.chan.lock().closed,
+        }
     }
 
     /// A blocking iterator over messages; it ends when the channel is closed and drained.
@@ -665,11 +711,18 @@ impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         // AcqRel: as for senders.
         if self.chan.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(r) = &self.chan.ring {
+                // Sends fail from now on (the mark means "closed" to senders).
+                r.close();
+            }
             let mut wake = Vec::new();
             {
                 let mut g = self.chan.lock();
                 g.disconnected = true;
                 Inner::close_waiters(&mut g.sendq, &mut wake);
+                if let Some(r) = &self.chan.ring {
+                    publish(r, &g, Side::Send);
+                }
             }
             wake_all(wake);
         }
@@ -847,6 +900,153 @@ impl fmt::Display for RecvTimeoutError {
 }
 impl std::error::Error for RecvTimeoutError {}
 
+// ---- buffered channels: the ring --------------------------------------------------------
+
+/// One of a channel's two waiter queues.
+#[derive(Clone, Copy)]
+enum Side {
+    Recv,
+    Send,
+}
+
+impl<T> Inner<T> {
+    fn queue(&mut self, side: Side) -> &mut VecDeque<WaiterPtr<T>> {
+        match side {
+            Side::Recv => &mut self.recvq,
+            Side::Send => &mut self.sendq,
+        }
+    }
+}
+
+impl<T> Ring<T> {
+    fn count(&self, side: Side) -> &AtomicUsize {
+        match side {
+            Side::Recv => &self.waiting.recv,
+            Side::Send => &self.waiting.send,
+        }
+    }
+
+    /// Whether an operation on `side` could complete (or fail as closed) now.
+    fn ready(&self, side: Side) -> bool {
+        self.is_closed()
+            || match side {
+                Side::Recv => !self.is_empty(),
+                Side::Send => !self.is_full(),
+            }
+    }
+}
+
+/// Publishes the length of a queue to its waiting count. Call under the lock, after every
+/// change to a ring channel's queue.
+fn publish<T>(ring: &Ring<T>, g: &Inner<T>, side: Side) {
+    let len = match side {
+        Side::Recv => g.recvq.len(),
+        Side::Send => g.sendq.len(),
+    };
+    // SeqCst: the waiter's half of the Dekker pair in ring.rs (before its re-check).
+    ring.count(side).store(len, Ordering::SeqCst);
+}
+
+/// After a push (`side` = Recv) or a pop (`side` = Send): wakes one waiter of `side`, if
+/// any, to retry. The woken waiter is not handed a value: another operation may take the
+/// value or slot first, and the waiter then queues again (crossbeam-channel's rule; FIFO of
+/// messages holds, the order in which blocked operations complete is not guaranteed).
+fn wake_one<T>(chan: &Chan<T>, ring: &Ring<T>, side: Side) {
+    // SeqCst: pairs with `publish`, per ring.rs.
+    if ring.count(side).load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    let u = {
+        let mut g = chan.lock();
+        let w = claim_first(g.queue(side), None);
+        publish(ring, &g, side);
+        // SAFETY: claimed under the lock.
+        w.map(|w| unsafe { w.complete(false) })
+    };
+    if let Some(u) = u {
+        u.unpark(true);
+    }
+}
+
+/// Queues `w` on `side` and re-checks the ring: if the operation could proceed now, takes
+/// `w` off again (nobody can have claimed it: completers hold the lock) and returns false.
+fn ring_register<T>(chan: &Chan<T>, ring: &Ring<T>, side: Side, w: &Waiter<T>) -> bool {
+    let mut g = chan.lock();
+    g.queue(side).push_back(w.ptr());
+    publish(ring, &g, side);
+    if ring.ready(side) {
+        g.queue(side).pop_back();
+        publish(ring, &g, side);
+        return false;
+    }
+    true
+}
+
+/// Takes the waiters of `token` off `side`'s queue.
+fn ring_unregister<T>(chan: &Chan<T>, ring: &Ring<T>, side: Side, token: &Token) {
+    let mut g = chan.lock();
+    remove_waiter(g.queue(side), token);
+    publish(ring, &g, side);
+}
+
+/// The deadline of one more wait, or the error to give up with (`None`).
+fn next_deadline(how: Blocking) -> Option<Option<Instant>> {
+    match how {
+        Blocking::No => None,
+        Blocking::Forever => Some(None),
+        Blocking::Until(d) if Instant::now() >= d => None,
+        Blocking::Until(d) => Some(Some(d)),
+    }
+}
+
+fn ring_send<T>(
+    chan: &Chan<T>,
+    ring: &Ring<T>,
+    mut v: T,
+    how: Blocking,
+) -> Result<(), SendTimeoutError<T>> {
+    loop {
+        match ring.try_push(v) {
+            Ok(()) => {
+                wake_one(chan, ring, Side::Recv);
+                return Ok(());
+            }
+            Err(PushError::Closed(x)) => return Err(SendTimeoutError::Closed(x)),
+            Err(PushError::Full(x)) => v = x,
+        }
+        let Some(deadline) = next_deadline(how) else {
+            return Err(SendTimeoutError::Timeout(v));
+        };
+        let token = Token::new(deadline.is_none());
+        let w = Waiter::new(&token, 0, None);
+        if ring_register(chan, ring, Side::Send, &w) && !token.wait(deadline) {
+            ring_unregister(chan, ring, Side::Send, &token);
+        }
+        // Woken (a slot freed, or closed), withdrawn, or timed out: try again.
+    }
+}
+
+fn ring_recv<T>(chan: &Chan<T>, ring: &Ring<T>, how: Blocking) -> Result<T, RecvTimeoutError> {
+    loop {
+        match ring.try_pop() {
+            Ok(v) => {
+                wake_one(chan, ring, Side::Send);
+                return Ok(v);
+            }
+            Err(PopError::Closed) => return Err(RecvTimeoutError::Closed),
+            Err(PopError::Empty) => {}
+        }
+        let Some(deadline) = next_deadline(how) else {
+            return Err(RecvTimeoutError::Timeout);
+        };
+        let token = Token::new(deadline.is_none());
+        let w = Waiter::new(&token, 0, None);
+        if ring_register(chan, ring, Side::Recv, &w) && !token.wait(deadline) {
+            ring_unregister(chan, ring, Side::Recv, &token);
+        }
+    }
+}
+
 // ---- select -------------------------------------------------------------------------
 
 /// One case of a [`Select`], type-erased.
@@ -861,8 +1061,9 @@ trait Case {
     fn register(&mut self, token: &Token, case: usize) -> bool;
     /// Removes this case's waiter if it is still queued (it was not chosen).
     fn unregister(&mut self, token: &Token);
-    /// A completer chose this case: collect the outcome.
-    fn finish(&mut self);
+    /// A completer chose this case: collect the outcome. False if the case was only woken to
+    /// retry (a ring channel) and the retry found it not ready: the select starts over.
+    fn finish(&mut self) -> bool;
 }
 
 /// Whether `q` holds a waiter someone could complete now (not ours, not yet claimed).
@@ -889,7 +1090,19 @@ struct SendCase<'a, T> {
 
 impl<T> Case for RecvCase<'_, T> {
     fn try_now(&mut self) -> bool {
-        let mut g = self.rx.chan.lock();
+        let chan = &*self.rx.chan;
+        if let Some(ring) = &chan.ring {
+            *self.out = match ring.try_pop() {
+                Ok(v) => {
+                    wake_one(chan, ring, Side::Send);
+                    Some(Ok(v))
+                }
+                Err(PopError::Closed) => Some(Err(RecvError)),
+                Err(PopError::Empty) => return false,
+            };
+            return true;
+        }
+        let mut g = chan.lock();
         match g.recv_now(None) {
             RecvNow::Got(v, wake) => {
                 drop(g);
@@ -908,7 +1121,16 @@ impl<T> Case for RecvCase<'_, T> {
     }
 
     fn register(&mut self, token: &Token, case: usize) -> bool {
-        let mut g = self.rx.chan.lock();
+        let chan = &*self.rx.chan;
+        if let Some(ring) = &chan.ring {
+            let w = self.waiter.insert(Waiter::new(token, case, None));
+            if ring_register(chan, ring, Side::Recv, w) {
+                return true;
+            }
+            self.waiter = None;
+            return false;
+        }
+        let mut g = chan.lock();
         if !g.buf.is_empty() || g.closed || has_live(&g.sendq, token) {
             return false;
         }
@@ -919,30 +1141,53 @@ impl<T> Case for RecvCase<'_, T> {
 
     fn unregister(&mut self, token: &Token) {
         if self.waiter.is_some() {
-            remove_waiter(&mut self.rx.chan.lock().recvq, token);
+            let chan = &*self.rx.chan;
+            match &chan.ring {
+                Some(ring) => ring_unregister(chan, ring, Side::Recv, token),
+                None => remove_waiter(&mut chan.lock().recvq, token),
+            }
             self.waiter = None;
         }
     }
 
-    fn finish(&mut self) {
+    fn finish(&mut self) -> bool {
         let w = self.waiter.take().expect("a chosen case was queued");
+        if self.rx.chan.ring.is_some() {
+            // Woken to retry.
+            return self.try_now();
+        }
         *self.out = Some(if w.closed.load(Ordering::Relaxed) {
             Err(RecvError)
         } else {
             // SAFETY: our token is done: the completer put the value and left.
             Ok(unsafe { w.take() }.expect("a completed receive has its value"))
         });
+        true
     }
 }
 
 impl<T> Case for SendCase<'_, T> {
     fn try_now(&mut self) -> bool {
         let chan = &*self.tx.chan;
-        let mut g = chan.lock();
         let v = self
             .value
             .take()
             .expect("a send case keeps its value until chosen");
+        if let Some(ring) = &chan.ring {
+            *self.out = match ring.try_push(v) {
+                Ok(()) => {
+                    wake_one(chan, ring, Side::Recv);
+                    Some(Ok(()))
+                }
+                Err(PushError::Closed(v)) => Some(Err(SendError(v))),
+                Err(PushError::Full(v)) => {
+                    self.value = Some(v);
+                    return false;
+                }
+            };
+            return true;
+        }
+        let mut g = chan.lock();
         match g.send_now(v, chan.cap, None) {
             SendNow::Done(wake) => {
                 drop(g);
@@ -965,6 +1210,15 @@ impl<T> Case for SendCase<'_, T> {
 
     fn register(&mut self, token: &Token, case: usize) -> bool {
         let chan = &*self.tx.chan;
+        if let Some(ring) = &chan.ring {
+            // The value stays in the case: a woken sender retries with it.
+            let w = self.waiter.insert(Waiter::new(token, case, None));
+            if ring_register(chan, ring, Side::Send, w) {
+                return true;
+            }
+            self.waiter = None;
+            return false;
+        }
         let mut g = chan.lock();
         if g.closed || g.disconnected || g.buf.len() < chan.cap || has_live(&g.recvq, token) {
             return false;
@@ -980,7 +1234,13 @@ impl<T> Case for SendCase<'_, T> {
 
     fn unregister(&mut self, token: &Token) {
         if self.waiter.is_some() {
-            remove_waiter(&mut self.tx.chan.lock().sendq, token);
+            let chan = &*self.tx.chan;
+            if let Some(ring) = &chan.ring {
+                ring_unregister(chan, ring, Side::Send, token);
+                self.waiter = None;
+                return;
+            }
+            remove_waiter(&mut chan.lock().sendq, token);
             // Not chosen, so never claimed for this case: the value is ours again (kept for
             // a retry of the select).
             let w = self.waiter.take().expect("checked above");
@@ -989,8 +1249,12 @@ impl<T> Case for SendCase<'_, T> {
         }
     }
 
-    fn finish(&mut self) {
+    fn finish(&mut self) -> bool {
         let w = self.waiter.take().expect("a chosen case was queued");
+        if self.tx.chan.ring.is_some() {
+            // Woken to retry, with the value the case kept.
+            return self.try_now();
+        }
         *self.out = Some(if w.closed.load(Ordering::Relaxed) {
             // SAFETY: our token is done: the closer left the value in the slot.
             Err(SendError(
@@ -999,6 +1263,7 @@ impl<T> Case for SendCase<'_, T> {
         } else {
             Ok(())
         });
+        true
     }
 }
 
@@ -1145,13 +1410,16 @@ impl<'a> Select<'a> {
             };
             match chosen {
                 Some(c) => {
-                    self.cases[c].finish();
+                    let done = self.cases[c].finish();
                     for &i in &queued {
                         if i != c {
                             self.cases[i].unregister(&token);
                         }
                     }
-                    return Some(c);
+                    if done {
+                        return Some(c);
+                    }
+                    // Woken to retry a ring channel, and beaten to it: start over.
                 }
                 None => {
                     for &i in &queued {
