@@ -36,11 +36,72 @@ fn mutex_thousand_gs_thousand_increments() {
         mutex_million();
         return;
     }
-    for procs in ["1", "2"] {
+    for procs in ["1", "2", "4"] {
         let o = run_child(
             "mutex_thousand_gs_thousand_increments",
             &[("GORT_MAXPROCS", procs)],
         );
+        assert_success(&o);
+    }
+}
+
+/// The spinning path and its WOKEN flag (a spinner or a woken waiter tells `unlock` not to
+/// wake another): G's and threads lock in short sections, sections held across a yield,
+/// and `try_lock`, under 1, 2 and 4 P's. A flag left set with nobody to take the lock would
+/// hang a waiter (the deadline catches it); a broken exclusion would tear the pair; every
+/// increment is counted.
+#[test]
+fn mutex_spinners_and_waiters_exclude_and_never_hang() {
+    const T: &str = "mutex_spinners_and_waiters_exclude_and_never_hang";
+    if is_child(T) {
+        let m = Arc::new(Mutex::new((0u64, 0u64)));
+        let tries = Arc::new(AtomicUsize::new(0));
+        let work = |m: Arc<Mutex<(u64, u64)>>, tries: Arc<AtomicUsize>, id: u64, n: u64| {
+            move || {
+                for i in 0..n {
+                    if (i + id) % 7 == 0 {
+                        if let Some(mut g) = m.try_lock() {
+                            g.0 += 1;
+                            g.1 += 1;
+                            tries.fetch_add(1, Ordering::Relaxed);
+                        }
+                        continue;
+                    }
+                    let mut g = m.lock();
+                    assert_eq!(g.0, g.1, "two holders at once");
+                    g.0 += 1;
+                    if (i + id) % 50 == 0 {
+                        gort::yield_now();
+                    }
+                    g.1 += 1;
+                }
+            }
+        };
+        let gs: Vec<_> = (0..200)
+            .map(|id| gort::go!(work(m.clone(), tries.clone(), id, 2_000)))
+            .collect();
+        let ts: Vec<_> = (0..2)
+            .map(|id| std::thread::spawn(work(m.clone(), tries.clone(), 1_000 + id, 20_000)))
+            .collect();
+        for g in gs {
+            g.join().unwrap();
+        }
+        for t in ts {
+            t.join().unwrap();
+        }
+        let locked = |n: u64, ids: std::ops::Range<u64>| -> u64 {
+            ids.map(|id| (0..n).filter(|i| (i + id) % 7 != 0).count() as u64)
+                .sum()
+        };
+        let want = locked(2_000, 0..200)
+            + locked(20_000, 1_000..1_002)
+            + tries.load(Ordering::Relaxed) as u64;
+        let g = m.lock();
+        assert_eq!(*g, (want, want));
+        return;
+    }
+    for procs in ["1", "2", "4"] {
+        let o = run_child_with_deadline(T, &[("GORT_MAXPROCS", procs)], Duration::from_secs(60));
         assert_success(&o);
     }
 }

@@ -322,6 +322,27 @@ pub(crate) fn set_current_p(p: usize) {
     CUR_P.with(|c| c.set(p));
 }
 
+/// Go's `sync_runtime_canSpin`: whether a locker that found a lock held should spin a
+/// little (`iter` spins so far) before parking. Spinning pays only if the holder is running
+/// on another core and can release soon, and costs nothing that waits for this core: so at
+/// most 4 spins, more than one P, at least one other P running G's (not idle, not looking
+/// for work), and nothing queued on our own P. A plain OS thread spins under the same rules
+/// but the last.
+pub(crate) fn can_spin(iter: u32) -> bool {
+    const ACTIVE_SPIN: u32 = 4;
+    if iter >= ACTIVE_SPIN {
+        return false;
+    }
+    let s = sched();
+    if s.procs <= s.npidle.load(Ordering::Relaxed) + s.nmspinning.load(Ordering::Relaxed) + 1 {
+        return false;
+    }
+    match current_p() {
+        NO_P => true,
+        p => !s.ps[p].has_work(),
+    }
+}
+
 /// The G running on this thread, or null.
 #[inline(never)]
 pub(crate) fn current_g() -> *const G {

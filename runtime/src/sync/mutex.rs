@@ -9,12 +9,27 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use super::waiter::{lock, Node};
+use crate::sched::can_spin;
+
+/// `spin_loop` hints (x86 PAUSE) per spin, Go's `active_spin_cnt`. Go's 30 are about 900
+/// cycles on this project's benchmark machine (a PAUSE is 29.5 cycles there, 140 on recent
+/// Intel cores) and measured no faster than Go's mutex; 100 (about 3,000 cycles, 1 µs, here)
+/// let a holder on another core finish its section and give the lock back more often than
+/// not before the spinner parks: at most 4 spins, so a spinner gives up after about 4 µs,
+/// under the cost of a park and a wake-up. Blind spinning, not polling: a spinner that
+/// pounced the moment the lock came free took the holder's cache line at every release and
+/// halved throughput (BENCHMARKS.md).
+const SPIN_PAUSES: u32 = 100;
 
 const LOCKED: usize = 1;
 /// Starvation mode: the lock goes straight to the first waiter, newcomers queue.
 const STARVING: usize = 2;
 /// The wait queue is not empty (kept in step with it, under the queue lock).
 const WAITERS: usize = 4;
+/// Go's `mutexWoken`: a waiter was woken, or a locker is spinning, and will take the lock
+/// when it comes free, so `unlock` need not wake another. Set by the unlock that wakes a
+/// waiter or by a spinner; cleared by the same party when it gets the lock or queues.
+const WOKEN: usize = 8;
 
 /// How long a waiter may be passed over before the mutex switches to starvation mode
 /// (Go's `starvationThresholdNs`).
@@ -115,9 +130,51 @@ impl<T: ?Sized> Mutex<T> {
 
     #[cold]
     fn lock_slow(&self) {
-        let start = Instant::now();
+        // When we first queued (read the clock only then, as Go does: a lock won by
+        // spinning never pays for it).
+        let mut start = None::<Instant>;
         let mut front = false;
+        // We own WOKEN: we set it while spinning, or the unlock that woke us did.
+        let mut awoke = false;
+        let mut iter = 0;
         loop {
+            // Go's adaptive spin: held by someone else running right now, in normal mode,
+            // and spinning is worth it (see `can_spin`): wait a few hundred cycles for it
+            // instead of a park and a wake-up, and tell `unlock` not to wake a waiter.
+            let s = self.state.load(Ordering::Relaxed);
+            if s & (LOCKED | STARVING) == LOCKED && can_spin(iter) {
+                if !awoke
+                    && s & (WOKEN | WAITERS) == WAITERS
+                    && self
+                        .state
+                        .compare_exchange(s, s | WOKEN, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    awoke = true;
+                }
+                for _ in 0..SPIN_PAUSES {
+                    std::hint::spin_loop();
+                }
+                iter += 1;
+                continue;
+            }
+            if s & (LOCKED | STARVING) == 0 {
+                // Free: take it without the queue lock (dropping WOKEN if it was ours).
+                let ns = if awoke {
+                    (s | LOCKED) & !WOKEN
+                } else {
+                    s | LOCKED
+                };
+                // Acquire: pairs with the Release of the previous unlock.
+                if self
+                    .state
+                    .compare_exchange(s, ns, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
             let node;
             {
                 let mut q = lock(&self.queue);
@@ -125,9 +182,14 @@ impl<T: ?Sized> Mutex<T> {
                 loop {
                     if s & (LOCKED | STARVING) == 0 {
                         // Free, and barging is allowed: take it.
+                        let ns = if awoke {
+                            (s | LOCKED) & !WOKEN
+                        } else {
+                            s | LOCKED
+                        };
                         match self.state.compare_exchange(
                             s,
-                            s | LOCKED,
+                            ns,
                             Ordering::Acquire,
                             Ordering::Relaxed,
                         ) {
@@ -137,9 +199,13 @@ impl<T: ?Sized> Mutex<T> {
                     } else {
                         // Advertise a waiter with a CAS against the state we saw, so that an
                         // unlock either sees WAITERS (and comes through the queue lock) or
-                        // changed the state first (and we look again).
+                        // changed the state first (and we look again). A WOKEN of ours goes:
+                        // we are about to sleep, so the next unlock must wake someone.
                         let mut ns = s | WAITERS;
-                        if front && start.elapsed() > STARVATION {
+                        if awoke {
+                            ns &= !WOKEN;
+                        }
+                        if front && start.is_some_and(|t| t.elapsed() > STARVATION) {
                             ns |= STARVING;
                         }
                         match self.state.compare_exchange(
@@ -153,6 +219,9 @@ impl<T: ?Sized> Mutex<T> {
                         }
                     }
                 }
+                // A WOKEN of ours was dropped by the CAS above; the unlock that wakes us
+                // sets it for us again.
+                start.get_or_insert_with(Instant::now);
                 node = Node::new();
                 if front {
                     q.push_front(node.clone());
@@ -168,12 +237,15 @@ impl<T: ?Sized> Mutex<T> {
                 // threshold ends starvation mode (else a long queue would keep every lock
                 // a hand-off, a park and a wake-up each, as long as it stays long). We hold
                 // the lock; other writers of the state use CAS and see this.
-                if start.elapsed() < STARVATION {
+                if start.is_some_and(|t| t.elapsed() < STARVATION) {
                     self.state.fetch_and(!STARVING, Ordering::Relaxed);
                 }
                 return;
             }
+            // The unlock that woke us set WOKEN for us.
             front = true;
+            awoke = true;
+            iter = 0;
         }
     }
 
@@ -191,23 +263,52 @@ impl<T: ?Sized> Mutex<T> {
 
     #[cold]
     fn unlock_slow(&self) {
+        // Normal mode with nobody to wake, or someone already woken or spinning: just
+        // release, without the queue lock (Go's unlockSlow).
+        let mut s = self.state.load(Ordering::Relaxed);
+        while s & STARVING == 0 && (s & WAITERS == 0 || s & WOKEN != 0) {
+            // Release: pairs with the next locker's Acquire.
+            match self.state.compare_exchange_weak(
+                s,
+                s & !LOCKED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(x) => s = x,
+            }
+        }
         let next;
         {
             let mut q = lock(&self.queue);
-            let s = self.state.load(Ordering::Relaxed);
             next = q.pop_front();
             let waiters = if q.is_empty() { 0 } else { WAITERS };
-            match &next {
-                Some(n) if s & STARVING != 0 => {
+            // CAS loops: spinners set WOKEN without the queue lock.
+            let mut s = self.state.load(Ordering::Relaxed);
+            loop {
+                let ns = match &next {
                     // Hand the lock over: it stays LOCKED; starvation ends with the queue.
-                    let starving = if q.is_empty() { 0 } else { STARVING };
-                    self.state
-                        .store(LOCKED | starving | waiters, Ordering::Release);
-                    n.handed.store(true, Ordering::Relaxed);
+                    Some(_) if s & STARVING != 0 => {
+                        let starving = if q.is_empty() { 0 } else { STARVING };
+                        LOCKED | starving | waiters | (s & WOKEN)
+                    }
+                    // Release the lock; the woken waiter competes for it (and owns WOKEN).
+                    Some(_) => waiters | WOKEN,
+                    None => (s & WOKEN) | waiters,
+                };
+                // Release: pairs with the next locker's Acquire (or the handed waiter's
+                // Acquire of its node's flag, through `signal`).
+                match self
+                    .state
+                    .compare_exchange_weak(s, ns, Ordering::Release, Ordering::Relaxed)
+                {
+                    Ok(_) => break,
+                    Err(x) => s = x,
                 }
-                _ => {
-                    // Release the lock; the woken waiter competes for it.
-                    self.state.store(waiters, Ordering::Release);
+            }
+            if let Some(n) = &next {
+                if s & STARVING != 0 {
+                    n.handed.store(true, Ordering::Relaxed);
                 }
             }
         }
