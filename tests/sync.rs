@@ -442,6 +442,81 @@ fn semaphore_bounds_holders() {
     assert!(s.acquire_timeout(Duration::from_millis(2)).is_some());
 }
 
+/// The semaphore's one-atomic fast paths and its queue, mixed: G's and threads take
+/// permits with `acquire`, `try_acquire` and `acquire_timeout` (short timeouts, so waiters
+/// leave the queue while permits are handed over), under 1, 2 and 4 P's. Never more holders
+/// than permits, every entry counted, every permit back at the end; a permit lost between
+/// the count and the queue would hang a waiter (the deadline catches it).
+#[test]
+fn semaphore_fast_paths_and_queue_under_load() {
+    const T: &str = "semaphore_fast_paths_and_queue_under_load";
+    if is_child(T) {
+        const PERMITS: usize = 3;
+        let s = Arc::new(Semaphore::new(PERMITS));
+        let inside = Arc::new(AtomicUsize::new(0));
+        let entered = Arc::new(AtomicUsize::new(0));
+        let work = |id: usize, n: usize| {
+            let (s, inside, entered) = (s.clone(), inside.clone(), entered.clone());
+            move || {
+                for i in 0..n {
+                    let p = match (i + id) % 3 {
+                        0 => Some(s.acquire()),
+                        1 => s.try_acquire(),
+                        _ => s.acquire_timeout(Duration::from_micros(20)),
+                    };
+                    if let Some(p) = p {
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        assert!(now <= PERMITS, "{now} holders of {PERMITS} permits");
+                        entered.fetch_add(1, Ordering::SeqCst);
+                        if i % 4 == 0 {
+                            gort::yield_now();
+                        }
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        drop(p);
+                    }
+                }
+            }
+        };
+        let gs: Vec<_> = (0..100).map(|id| gort::go!(work(id, 300))).collect();
+        let ts: Vec<_> = (0..2)
+            .map(|id| std::thread::spawn(work(100 + id, 3_000)))
+            .collect();
+        for g in gs {
+            g.join().unwrap();
+        }
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert_eq!(s.available_permits(), PERMITS);
+        // Every plain acquire got in.
+        assert!(entered.load(Ordering::SeqCst) >= 100 * 100 + 2 * 1_000);
+        let held: Vec<_> = (0..PERMITS).map(|_| s.acquire()).collect();
+        assert!(s.try_acquire().is_none());
+        drop(held);
+        assert_eq!(s.available_permits(), PERMITS);
+        return;
+    }
+    for procs in ["1", "2", "4"] {
+        let o = run_child_with_deadline(T, &[("GORT_MAXPROCS", procs)], Duration::from_secs(60));
+        assert_success(&o);
+    }
+}
+
+#[test]
+fn semaphore_refuses_too_many_permits() {
+    let s = Semaphore::new(Semaphore::MAX_PERMITS);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.add_permits(1)));
+    let msg = r.expect_err("overflow accepted");
+    let msg = msg
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| msg.downcast_ref::<String>().cloned().unwrap_or_default());
+    assert!(msg.contains("MAX_PERMITS"), "{msg}");
+    assert_eq!(s.available_permits(), Semaphore::MAX_PERMITS);
+    let r = std::panic::catch_unwind(|| Semaphore::new(Semaphore::MAX_PERMITS + 1));
+    assert!(r.is_err());
+}
+
 #[test]
 fn barrier_rounds() {
     let b = Arc::new(Barrier::new(10));
