@@ -35,7 +35,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gort_runtime::sync::{Condvar, Mutex};
 use gort_runtime::{park, Unparker};
@@ -147,6 +147,23 @@ impl Mailbox {
                 return s;
             }
             park();
+        }
+    }
+
+    /// `wait`, for at most `timeout`: `None` if the state is still `WAITING` then.
+    fn wait_for(&self, timeout: Duration) -> Option<u8> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Acquire: pairs with the Release store in `settle`.
+            let s = self.state.load(Ordering::Acquire);
+            if s != WAITING {
+                return Some(s);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            gort_runtime::park_timeout(deadline - now);
         }
     }
 
@@ -493,40 +510,90 @@ impl Pool {
 
     fn submit_task(&self, task: Task) -> Result<(), PoolError> {
         let inner = &*self.inner;
-        let mut st = inner.lock();
-        if st.closed {
-            return Err(PoolError::Closed);
-        }
-        if let Some(idler) = st.idle.pop() {
+        let mut soft = true;
+        let mut task = task;
+        loop {
+            let mut st = inner.lock();
+            if st.closed {
+                return Err(PoolError::Closed);
+            }
+            if let Some(idler) = st.idle.pop() {
+                drop(st);
+                idler.slot.hand(Some(task));
+                return Ok(());
+            }
+            let room = inner.max_blocking == 0 || st.waiters.len() < inner.max_blocking;
+            let below_cap = st.running < inner.cap.load(Ordering::Relaxed);
+            // Below capacity, a new worker adds parallelism only if a P is free to run it:
+            // with every P busy it would queue behind the others, and a submitter faster
+            // than the tasks would start one per task up to the capacity (50,000 workers
+            // for sub-microsecond tasks, each a stack). Then wait briefly for a worker to
+            // come back instead: Go's scheduler makes the same call for its M's (no new
+            // one while every P is busy). Briefly: below capacity a submit must never
+            // depend on other tasks finishing, as one of them may be waiting for this one.
+            let wait_briefly = below_cap
+                && soft
+                && room
+                && !inner.nonblocking
+                && st.running > 0
+                && gort_runtime::idle_procs() == 0;
+            if below_cap && !wait_briefly {
+                let n = st.running + 1;
+                st.set_running(inner, n);
+                drop(st);
+                start_worker(&self.inner, task);
+                return Ok(());
+            }
+            if inner.nonblocking || !room {
+                return Err(PoolError::Overload);
+            }
+            // Wait for a worker to take the task from us.
+            let waiter = Mailbox::new(Some(task));
+            st.waiters.push_back(WaiterPtr(&waiter));
+            inner.set_waiting(&st);
             drop(st);
-            idler.slot.hand(Some(task));
-            return Ok(());
-        }
-        if st.running < inner.cap.load(Ordering::Relaxed) {
-            let n = st.running + 1;
-            st.set_running(inner, n);
-            drop(st);
-            start_worker(&self.inner, task);
-            return Ok(());
-        }
-        if inner.nonblocking || (inner.max_blocking != 0 && st.waiters.len() >= inner.max_blocking)
-        {
-            return Err(PoolError::Overload);
-        }
-        // Wait for a worker to take the task from us.
-        let waiter = Mailbox::new(Some(task));
-        st.waiters.push_back(WaiterPtr(&waiter));
-        inner.set_waiting(&st);
-        drop(st);
-        if !gort_runtime::is_green_thread() {
-            // An OS thread's park and unpark are system calls, each dearer than a task;
-            // with the pool busy, a worker usually comes free within microseconds.
-            spin_while_waiting(&waiter.state);
-        }
-        match waiter.wait() {
-            TAKEN => Ok(()),
-            // Closed: the task is dropped with the mailbox, unrun.
-            _ => Err(PoolError::Closed),
+            if !gort_runtime::is_green_thread() {
+                // An OS thread's park and unpark are system calls, each dearer than a
+                // task; with the pool busy, a worker usually comes free within
+                // microseconds.
+                spin_while_waiting(&waiter.state);
+            }
+            let outcome = if wait_briefly {
+                match waiter.wait_for(BRIEF_WAIT) {
+                    Some(s) => s,
+                    None => {
+                        // No worker came back in time: take the task back (if nobody took
+                        // it just now) and start a worker for it after all.
+                        let mut st = inner.lock();
+                        let pos = st.waiters.iter().position(|w| std::ptr::eq(w.0, &waiter));
+                        match pos {
+                            Some(i) => {
+                                st.waiters.remove(i);
+                                inner.set_waiting(&st);
+                                drop(st);
+                                // SAFETY: unqueued by us under the pool lock, so no worker
+                                // can reach the mailbox any more: we are its one user.
+                                task = unsafe { waiter.task() }
+                                    .take()
+                                    .expect("an unserved waiter has its task");
+                                soft = false;
+                                continue;
+                            }
+                            None => {
+                                drop(st);
+                                waiter.wait()
+                            }
+                        }
+                    }
+                }
+            } else {
+                waiter.wait()
+            };
+            return match outcome {
+                TAKEN => Ok(()),
+                // Closed: the task is dropped with the mailbox, unrun.
+                _ => Err(PoolError::Closed),
+            };
         }
     }
 
@@ -714,6 +781,10 @@ impl Drop for Pool {
         self.release();
     }
 }
+
+/// How long a submitter below capacity waits for a worker to come back, when every P is
+/// busy, before it starts a new worker anyway (see `submit_task`).
+const BRIEF_WAIT: Duration = Duration::from_micros(100);
 
 /// How long an OS-thread submitter spins (and yields its CPU) before parking.
 const SPINS: u32 = 64;

@@ -221,6 +221,22 @@ pub fn max_procs() -> usize {
     crate::sched::procs()
 }
 
+/// P's with nothing to run right now: idle, or held by an M that is looking for work. A
+/// snapshot, for heuristics such as a pool deciding whether one more worker would run in
+/// parallel or only queue behind the others.
+///
+/// # Examples
+///
+/// ```
+/// assert!(gort_runtime::idle_procs() <= gort_runtime::max_procs());
+/// ```
+pub fn idle_procs() -> usize {
+    let s = sched();
+    let idle = s.npidle.load(std::sync::atomic::Ordering::Relaxed)
+        + s.nmspinning.load(std::sync::atomic::Ordering::Relaxed);
+    idle.min(s.procs)
+}
+
 /// Green threads spawned and not yet finished (running, runnable or blocked).
 ///
 /// # Examples

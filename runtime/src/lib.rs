@@ -27,7 +27,7 @@ pub mod time;
 mod timer;
 mod unwind;
 
-pub use join::{is_green_thread, max_procs, num_green_threads, yield_now};
+pub use join::{idle_procs, is_green_thread, max_procs, num_green_threads, yield_now};
 pub use join::{spawn, Builder, JoinHandle};
 pub use parking::{park, park_timeout, Unparker};
 pub use sysmon::{blocking, stats, Stats};
