@@ -152,6 +152,19 @@ impl Mailbox {
 
     /// `wait`, for at most `timeout`: `None` if the state is still `WAITING` then.
     fn wait_for(&self, timeout: Duration) -> Option<u8> {
+        if gort_runtime::is_green_thread() {
+            // A green thread first lets the G's queued behind it run: usually one of them
+            // is a worker that finishes and takes our task, and a yield costs less than a
+            // timer.
+            for _ in 0..BRIEF_YIELDS {
+                // Acquire: pairs with the Release store in `settle`.
+                let s = self.state.load(Ordering::Acquire);
+                if s != WAITING {
+                    return Some(s);
+                }
+                gort_runtime::yield_now();
+            }
+        }
         let deadline = Instant::now() + timeout;
         loop {
             // Acquire: pairs with the Release store in `settle`.
@@ -785,6 +798,8 @@ impl Drop for Pool {
 /// How long a submitter below capacity waits for a worker to come back, when every P is
 /// busy, before it starts a new worker anyway (see `submit_task`).
 const BRIEF_WAIT: Duration = Duration::from_micros(100);
+/// How many times a green-thread submitter yields, in that wait, before it parks.
+const BRIEF_YIELDS: u32 = 8;
 
 /// How long an OS-thread submitter spins (and yields its CPU) before parking.
 const SPINS: u32 = 64;
