@@ -612,3 +612,29 @@ fn ring_ping_pong_never_loses_a_wake_up() {
         assert_success(&o);
     }
 }
+
+/// A buffer above the ring's limit (2^20 slots) keeps the buffer that grows as it fills:
+/// `bounded(1 << 40)` as "practically unbounded" allocates nothing up front and works.
+#[test]
+fn huge_bounded_capacity_keeps_a_growing_buffer() {
+    let (tx, rx) = chan::bounded::<u64>(1 << 40);
+    assert_eq!(tx.capacity(), Some(1 << 40));
+    for i in 0..10_000 {
+        tx.try_send(i).unwrap();
+    }
+    assert_eq!(rx.len(), 10_000);
+    drop(tx);
+    assert_eq!(rx.iter().sum::<u64>(), 10_000 * 9_999 / 2);
+    // Just above and at the limit: the two flavours behave alike.
+    for cap in [1 << 20, (1 << 20) + 1] {
+        let (tx, rx) = chan::bounded::<u32>(cap);
+        tx.send(1).unwrap();
+        tx.send(2).unwrap();
+        assert_eq!(
+            (rx.recv(), rx.recv(), rx.try_recv()),
+            (Ok(1), Ok(2), Err(TryRecvError::Empty))
+        );
+        drop(tx);
+        assert_eq!(rx.recv(), Err(RecvError));
+    }
+}
