@@ -10,22 +10,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-const MSG: usize = 64;
-
-/// Echoes until the peer closes.
-fn echo<S: Read + Write>(mut c: S) {
-    let mut buf = [0u8; 1024];
-    loop {
-        match c.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if c.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
+#[path = "../examples/shared/echo.rs"]
+mod echo;
+use echo::{serve_conn as echo, MSG};
 
 /// `n` round trips on `c`.
 fn round_trips<S: Read + Write>(c: &mut S, n: u64) -> Duration {

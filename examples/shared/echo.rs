@@ -13,8 +13,8 @@ use gort::net::{TcpListener, TcpStream};
 /// Bytes per message.
 pub const MSG: usize = 64;
 
-/// Echoes everything back until the peer closes.
-pub fn serve_conn(mut c: TcpStream) {
+/// Echoes everything back until the peer closes (a gort or a std stream).
+pub fn serve_conn<S: Read + Write>(mut c: S) {
     let mut buf = [0u8; 1024];
     loop {
         match c.read(&mut buf) {
@@ -51,7 +51,7 @@ pub fn std_server(addr: &str) -> io::Result<()> {
     let listener = std::net::TcpListener::bind(addr)?;
     println!("listening on {}", listener.local_addr()?);
     for c in listener.incoming() {
-        let mut c = match c {
+        let c = match c {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("std-server: accept: {e}; retrying in 5 ms");
@@ -62,19 +62,7 @@ pub fn std_server(addr: &str) -> io::Result<()> {
         let _ = c.set_nodelay(true);
         let spawned = std::thread::Builder::new()
             .stack_size(64 * 1024)
-            .spawn(move || {
-                let mut buf = [0u8; 1024];
-                loop {
-                    match c.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if c.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
+            .spawn(move || serve_conn(c));
         if let Err(e) = spawned {
             eprintln!("std-server: cannot start a thread: {e}");
         }

@@ -338,6 +338,20 @@ impl Inner {
         self.all_done.notify_all();
     }
 
+    /// Takes a waiting submitter's mailbox off the queue and gives its task back; `None` if
+    /// it is no longer queued (a worker or `release` has settled it, or is about to).
+    fn unqueue(&self, waiter: &Mailbox) -> Option<Task> {
+        let mut st = self.lock();
+        let i = st.waiters.iter().position(|w| std::ptr::eq(w.0, waiter))?;
+        st.waiters.remove(i);
+        self.set_waiting(&st);
+        drop(st);
+        // SAFETY: unqueued by us under the pool lock, so no worker can reach the mailbox any
+        // more: the caller, its owner, is its one user.
+        let task = unsafe { waiter.task() }.take();
+        Some(task.expect("an unserved waiter has its task"))
+    }
+
     fn set_waiting(&self, st: &State) {
         self.waiting.store(st.waiters.len(), Ordering::Relaxed);
     }
@@ -571,36 +585,19 @@ impl Pool {
                 // microseconds.
                 spin_while_waiting(&waiter.state);
             }
-            let outcome = if wait_briefly {
-                match waiter.wait_for(BRIEF_WAIT) {
-                    Some(s) => s,
-                    None => {
-                        // No worker came back in time: take the task back (if nobody took
-                        // it just now) and start a worker for it after all.
-                        let mut st = inner.lock();
-                        let pos = st.waiters.iter().position(|w| std::ptr::eq(w.0, &waiter));
-                        match pos {
-                            Some(i) => {
-                                st.waiters.remove(i);
-                                inner.set_waiting(&st);
-                                drop(st);
-                                // SAFETY: unqueued by us under the pool lock, so no worker
-                                // can reach the mailbox any more: we are its one user.
-                                task = unsafe { waiter.task() }
-                                    .take()
-                                    .expect("an unserved waiter has its task");
-                                soft = false;
-                                continue;
-                            }
-                            None => {
-                                drop(st);
-                                waiter.wait()
-                            }
-                        }
+            let outcome = match wait_briefly.then(|| waiter.wait_for(BRIEF_WAIT)) {
+                Some(Some(s)) => s,
+                // No worker came back in time: take the task back, unless one took it just
+                // now, and start a worker for it after all.
+                Some(None) => match inner.unqueue(&waiter) {
+                    Some(t) => {
+                        task = t;
+                        soft = false;
+                        continue;
                     }
-                }
-            } else {
-                waiter.wait()
+                    None => waiter.wait(),
+                },
+                None => waiter.wait(),
             };
             return match outcome {
                 TAKEN => Ok(()),

@@ -49,7 +49,7 @@ use crate::park::{park, park_deadline, park_g, Unparker, Waker};
 use crate::spin::{SpinGuard, SpinMutex};
 
 mod ring;
-use ring::{PopError, PushError, Ring, MAX_RING};
+use ring::{PopError, PushError, Ring, Side, MAX_RING};
 
 const NONE: usize = usize::MAX;
 const CANCELLED: usize = usize::MAX - 1;
@@ -902,37 +902,12 @@ impl std::error::Error for RecvTimeoutError {}
 
 // ---- buffered channels: the ring --------------------------------------------------------
 
-/// One of a channel's two waiter queues.
-#[derive(Clone, Copy)]
-enum Side {
-    Recv,
-    Send,
-}
-
 impl<T> Inner<T> {
     fn queue(&mut self, side: Side) -> &mut VecDeque<WaiterPtr<T>> {
         match side {
             Side::Recv => &mut self.recvq,
             Side::Send => &mut self.sendq,
         }
-    }
-}
-
-impl<T> Ring<T> {
-    fn count(&self, side: Side) -> &AtomicUsize {
-        match side {
-            Side::Recv => &self.waiting.recv,
-            Side::Send => &self.waiting.send,
-        }
-    }
-
-    /// Whether an operation on `side` could complete (or fail as closed) now.
-    fn ready(&self, side: Side) -> bool {
-        self.is_closed()
-            || match side {
-                Side::Recv => !self.is_empty(),
-                Side::Send => !self.is_full(),
-            }
     }
 }
 

@@ -77,18 +77,25 @@ pub(super) enum PopError {
     Closed,
 }
 
+/// One of a channel's two waiter queues.
+#[derive(Clone, Copy)]
+pub(super) enum Side {
+    Recv,
+    Send,
+}
+
 /// The two waiting counts, on their own cache line: read by every operation, written only
 /// when a waiter queues or leaves.
 #[derive(Default)]
-pub(super) struct Waiting {
-    pub(super) recv: AtomicUsize,
-    pub(super) send: AtomicUsize,
+struct Waiting {
+    recv: AtomicUsize,
+    send: AtomicUsize,
 }
 
 pub(super) struct Ring<T> {
     head: CachePadded<AtomicUsize>,
     tail: CachePadded<AtomicUsize>,
-    pub(super) waiting: CachePadded<Waiting>,
+    waiting: CachePadded<Waiting>,
     slots: Box<[Slot<T>]>,
     one_lap: usize,
     mark: usize,
@@ -277,6 +284,23 @@ impl<T> Ring<T> {
                 return self.distance(head, tail & !self.mark);
             }
         }
+    }
+
+    /// The waiting count of `side`'s queue.
+    pub(super) fn count(&self, side: Side) -> &AtomicUsize {
+        match side {
+            Side::Recv => &self.waiting.recv,
+            Side::Send => &self.waiting.send,
+        }
+    }
+
+    /// Whether an operation on `side` could complete (or fail as closed) now.
+    pub(super) fn ready(&self, side: Side) -> bool {
+        self.is_closed()
+            || match side {
+                Side::Recv => !self.is_empty(),
+                Side::Send => !self.is_full(),
+            }
     }
 
     /// Values between positions `head` and `tail` (unmarked).

@@ -35,6 +35,15 @@ const WOKEN: usize = 8;
 /// (Go's `starvationThresholdNs`).
 const STARVATION: Duration = Duration::from_millis(1);
 
+/// The state after taking the free lock `s`, dropping WOKEN if the taker owned it (`awoke`).
+fn taken(s: usize, awoke: bool) -> usize {
+    if awoke {
+        (s | LOCKED) & !WOKEN
+    } else {
+        s | LOCKED
+    }
+}
+
 /// A mutual-exclusion lock for green threads (Go's `sync.Mutex`), protecting a `T`.
 ///
 /// Normal mode lets a newly arriving locker take the lock ahead of a woken waiter (it is
@@ -159,16 +168,11 @@ impl<T: ?Sized> Mutex<T> {
                 continue;
             }
             if s & (LOCKED | STARVING) == 0 {
-                // Free: take it without the queue lock (dropping WOKEN if it was ours).
-                let ns = if awoke {
-                    (s | LOCKED) & !WOKEN
-                } else {
-                    s | LOCKED
-                };
+                // Free: take it without the queue lock.
                 // Acquire: pairs with the Release of the previous unlock.
                 if self
                     .state
-                    .compare_exchange(s, ns, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(s, taken(s, awoke), Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
                     return;
@@ -182,14 +186,9 @@ impl<T: ?Sized> Mutex<T> {
                 loop {
                     if s & (LOCKED | STARVING) == 0 {
                         // Free, and barging is allowed: take it.
-                        let ns = if awoke {
-                            (s | LOCKED) & !WOKEN
-                        } else {
-                            s | LOCKED
-                        };
                         match self.state.compare_exchange(
                             s,
-                            ns,
+                            taken(s, awoke),
                             Ordering::Acquire,
                             Ordering::Relaxed,
                         ) {

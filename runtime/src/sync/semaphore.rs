@@ -103,32 +103,21 @@ impl Semaphore {
     /// free or others already wait (FIFO: no overtaking).
     fn take_or_queue(&self) -> Result<(), Arc<Node>> {
         let mut q = lock(&self.queue);
-        let mut s = self.state.load(Ordering::Relaxed);
         loop {
-            if s & WAITING == 0 && s >= ONE {
-                // Acquire: as in `try_take`.
-                match self.state.compare_exchange_weak(
-                    s,
-                    s - ONE,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return Ok(()),
-                    Err(x) => s = x,
-                }
-            } else {
-                // Raise the flag against the state we saw (count 0): a release either saw
-                // it and comes through the queue lock, or changed the state first and we
-                // look again.
-                match self.state.compare_exchange_weak(
-                    s,
-                    s | WAITING,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break,
-                    Err(x) => s = x,
-                }
+            if self.try_take() {
+                return Ok(());
+            }
+            // No permit for us: raise the flag against the state we saw (count 0, or the
+            // flag already up). A release either saw it and comes through the queue lock,
+            // or changed the state first and we look again.
+            let s = self.state.load(Ordering::Relaxed);
+            if (s & WAITING != 0 || s < ONE)
+                && self
+                    .state
+                    .compare_exchange(s, s | WAITING, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                break;
             }
         }
         let n = Node::new();
