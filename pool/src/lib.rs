@@ -2,11 +2,16 @@
 //!
 //! A [`Pool`] has a bounded capacity of *workers*: long-lived green threads that run one
 //! submitted task after another, so their stacks and structs are reused instead of spawned
-//! afresh. A submitted task goes to an idle worker if there is one (the most recently idled
-//! first: idle workers sit on a FILO stack, or in a FIFO ring with `pre_alloc`), else to a new
-//! worker if the pool is below capacity, else the submitter waits for a worker to come back
-//! (or, in non-blocking mode, gets [`PoolError::Overload`] at once). Idle workers older than
-//! the expiry are retired by a scavenger green thread. Go's `ants` is the reference.
+//! afresh. Below capacity, a submitted task goes to the *backlog* (a FIFO queue that busy
+//! workers drain after each task, without parking in between) when a worker will look at it
+//! soon anyway; else to an idle worker if there is one (the most recently idled first: idle
+//! workers sit on a FILO stack, or in a FIFO ring with `pre_alloc`), else to a new worker. At
+//! capacity, the submitter waits for a worker to come back (or, in non-blocking mode, gets
+//! [`PoolError::Overload`] at once), as in Go's `ants`, the reference. Tasks in the backlog
+//! count against the capacity ([`Pool::queued`]), and a watchdog green thread hands them to
+//! new workers if every busy worker blocks for a millisecond, so a task never waits on
+//! other tasks finishing while the pool is below capacity. Idle workers older than the expiry
+//! are retired by a scavenger green thread.
 //!
 //! Works the same whether the submitter is a green thread or a plain OS thread.
 //!
@@ -33,10 +38,11 @@ use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crossbeam_deque::{Injector, Steal};
 use gort_runtime::sync::{Condvar, Mutex};
 use gort_runtime::{park, Unparker};
 use std::sync::{Mutex as StdMutex, MutexGuard};
@@ -88,6 +94,8 @@ const EXIT: u8 = 2;
 /// A waiting submitter's mailbox: a worker took the task / the pool closed (task unrun).
 const TAKEN: u8 = 3;
 const CLOSED: u8 = 4;
+/// An idle worker's mailbox: no task, but look at the backlog (see `Backlog`).
+const LOOK: u8 = 5;
 
 /// A one-task rendezvous with a waiting green thread (or OS thread): a state that leaves
 /// `WAITING` once, a task cell, and the waiter's unparker. Two uses:
@@ -150,40 +158,20 @@ impl Mailbox {
         }
     }
 
-    /// `wait`, for at most `timeout`: `None` if the state is still `WAITING` then.
-    fn wait_for(&self, timeout: Duration) -> Option<u8> {
-        if gort_runtime::is_green_thread() {
-            // A green thread first lets the G's queued behind it run: usually one of them
-            // is a worker that finishes and takes our task, and a yield costs less than a
-            // timer.
-            for _ in 0..BRIEF_YIELDS {
-                // Acquire: pairs with the Release store in `settle`.
-                let s = self.state.load(Ordering::Acquire);
-                if s != WAITING {
-                    return Some(s);
-                }
-                gort_runtime::yield_now();
-            }
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            // Acquire: pairs with the Release store in `settle`.
-            let s = self.state.load(Ordering::Acquire);
-            if s != WAITING {
-                return Some(s);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            gort_runtime::park_timeout(deadline - now);
-        }
-    }
-
     /// Gives the idle worker of this slot its next task, or `None`: exit. The caller took
     /// the slot off the idle list.
     fn hand(&self, task: Option<Task>) {
         let state = if task.is_some() { TASK } else { EXIT };
+        self.wake(state, task);
+    }
+
+    /// Wakes the idle worker of this slot to look at the backlog. The caller took the slot
+    /// off the idle list.
+    fn look(&self) {
+        self.wake(LOOK, None);
+    }
+
+    fn wake(&self, state: u8, task: Option<Task>) {
         // SAFETY: taken off the idle list by the caller, so it is the cell's one user.
         unsafe { *self.task() = task };
         self.settle(state);
@@ -191,20 +179,27 @@ impl Mailbox {
         self.waiter.unpark();
     }
 
-    /// The worker's side of `hand`: waits for the next task (`None`: exit).
-    fn next_task(&self) -> Option<Task> {
+    /// The worker's side of `hand` and `look`: waits to be woken.
+    fn next(&self) -> Next {
         let s = self.wait();
         // Relaxed: the next `hand` comes after the worker is back on the idle list, and the
         // pool lock orders the two.
         self.state.store(WAITING, Ordering::Relaxed);
-        if s == TASK {
+        match s {
             // SAFETY: `hand` is done with the cell (we saw its `settle`) and will not touch
             // it again until the slot is back on the idle list.
-            unsafe { self.task() }.take()
-        } else {
-            None
+            TASK => Next::Run(unsafe { self.task() }.take().expect("handed a task")),
+            LOOK => Next::Look,
+            _ => Next::Exit,
         }
     }
+}
+
+/// What woke an idle worker.
+enum Next {
+    Run(Task),
+    Look,
+    Exit,
 }
 
 /// An idle worker on the idle list.
@@ -226,6 +221,12 @@ impl Idle {
         match self {
             Idle::Stack(v) => v.pop(),
             Idle::Ring(q) => q.pop_front(),
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            Idle::Stack(v) => v.len(),
+            Idle::Ring(q) => q.len(),
         }
     }
     fn push(&mut self, w: Idler) {
@@ -324,7 +325,170 @@ struct Inner {
     running: AtomicUsize,
     waiting: AtomicUsize,
     closed: AtomicBool,
+    /// Tasks accepted while every P was busy, for busy workers to take after their task
+    /// (see `Backlog`).
+    backlog: Backlog,
 }
+
+/// Accepted tasks waiting in FIFO order for a busy worker to finish its task and take the
+/// next one here: a push and a pop per task instead of a hand-off (a lock, a wake-up and a
+/// switch into a parked worker). The pool's version of Go's global run queue, with the
+/// workers as its M's. A submitter pushes here (always under the pool lock, and only while
+/// some worker is busy) when a worker will look soon anyway: one is *spinning* on it (it
+/// found it empty and looks again for a while before going idle, or was woken to look),
+/// or every P is busy (a new worker could not run before a busy one is
+/// done). If a P is idle and nobody spins, the submitter also wakes an idle worker to look
+/// (or starts one, below capacity), as Go's `wakep` does. A worker looks here after each
+/// task and once more under the lock before it goes idle, so a task here always has a
+/// worker that will look (unless every busy worker blocks: the watchdog, below).
+///
+/// Bounded (`BACKLOG` tasks): a submitter that finds it full waits, as at capacity, and
+/// is served when a worker has drained it to half (`refill`), one wake-up per
+/// `BACKLOG / 2` tasks.
+///
+/// The watchdog: while tasks are queued, a green thread looks every `RESCUE_TICK`; if no
+/// worker took a task from here during a whole tick (every busy worker is blocked, say on
+/// one of these very tasks), it starts workers for the oldest ones, up to the capacity.
+/// So below capacity a task never waits on other tasks finishing for longer than a tick,
+/// and a task that waits for a task submitted after it cannot deadlock the pool.
+struct Backlog {
+    queue: Injector<Task>,
+    /// Tasks pushed so far. Written only under the pool lock (so its cache line stays with
+    /// the submitters; a take touches only the queue), after the push (SeqCst: the
+    /// watchdog's Dekker pair, see `ensure_watchdog`). With the queue's length, the
+    /// watchdog's measure of progress: taken = pushed - queued.
+    pushed: AtomicU64,
+    /// The watchdog runs (SeqCst: a Dekker pair with `queued`, see `ensure_watchdog`).
+    watchdog: AtomicBool,
+    /// A worker that found the backlog empty looks again for a short while before it goes
+    /// idle (`spin`); while one does, submitters push here rather than wake an idle worker.
+    spinning: AtomicBool,
+}
+
+impl Backlog {
+    fn new() -> Backlog {
+        Backlog {
+            queue: Injector::new(),
+            pushed: AtomicU64::new(0),
+            watchdog: AtomicBool::new(false),
+            spinning: AtomicBool::new(false),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Tasks taken so far (near enough: the two loads are not one snapshot).
+    fn taken(&self) -> u64 {
+        // SeqCst: see `ensure_watchdog`.
+        let pushed = self.pushed.load(Ordering::SeqCst);
+        pushed.wrapping_sub(self.queue.len() as u64)
+    }
+
+    /// Takes the spinning token (one worker spins at a time, or is on its way to).
+    fn take_spin_token(&self) -> bool {
+        !self.spinning.load(Ordering::Relaxed) && !self.spinning.swap(true, Ordering::Relaxed)
+    }
+
+    /// Queues `task`. Called under the pool lock.
+    fn push(&self, task: Task) {
+        // SeqCst: the watchdog's Dekker pair (`ensure_watchdog` reads `watchdog` after).
+        self.queue.push(task);
+        // SeqCst: see `ensure_watchdog`.
+        self.pushed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The oldest task, if any. Exact under the pool lock (pushes happen under it);
+    /// outside it, may miss a task being pushed right now.
+    fn pop(&self) -> Option<Task> {
+        if self.queue.is_empty() {
+            return None;
+        }
+        loop {
+            match self.queue.steal() {
+                Steal::Success(t) => {
+                    return Some(t);
+                }
+                Steal::Empty => return None,
+                Steal::Retry => std::hint::spin_loop(),
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// A worker that found the backlog empty: if no other worker does, looks again for a
+    /// while (yielding its P to the green threads behind it each time, one of which may be
+    /// the submitter) and takes what comes. A submitter faster than one worker's idle and
+    /// wake-up cycle keeps one worker busy this way instead of waking one per task.
+    ///
+    /// `holding`: the caller already holds the spinning token (it was woken, or started,
+    /// to look at the backlog).
+    fn spin(self: &Arc<Self>, holding: bool) -> Option<Task> {
+        let b = &self.backlog;
+        if !holding && !b.take_spin_token() {
+            return None;
+        }
+        let mut got = None;
+        for i in 0..=SPIN_ROUNDS {
+            if i > 0 {
+                gort_runtime::yield_now();
+            }
+            if b.len() > 0 {
+                got = self.take_queued();
+                if got.is_some() {
+                    break;
+                }
+            }
+        }
+        b.spinning.store(false, Ordering::Relaxed);
+        // Found work: if more waits and a P could run another worker, pass the token on
+        // (Go's spinning M that finds work wakes the next one), so that a burst of tasks
+        // that block spreads over as many workers as it needs, one wake-up per worker.
+        if got.is_some() && b.len() > 0 && gort_runtime::idle_procs() > 0 && b.take_spin_token() {
+            self.wake_helper();
+        }
+        got
+    }
+
+    /// Wakes an idle worker to look at the backlog with the spinning token, which the
+    /// caller took; else (below capacity) starts one with the oldest task, and gives the
+    /// token back.
+    fn wake_helper(self: &Arc<Self>) {
+        let mut st = self.lock();
+        if let Some(idler) = st.idle.pop() {
+            drop(st);
+            idler.slot.look();
+            return;
+        }
+        let mut first = None;
+        if st.running < self.cap.load(Ordering::Relaxed) {
+            first = self.backlog.pop();
+            if first.is_some() {
+                let n = st.running + 1;
+                st.set_running(self, n);
+            }
+        }
+        drop(st);
+        self.backlog.spinning.store(false, Ordering::Relaxed);
+        if first.is_some() {
+            start_worker(self, first);
+        }
+    }
+}
+
+/// How many times a worker that found the backlog empty yields and looks again.
+const SPIN_ROUNDS: u32 = 32;
+
+/// The backlog's bound, and the level at which workers move waiting submitters' tasks in.
+const BACKLOG: usize = 1024;
+const REFILL_AT: usize = BACKLOG / 2;
+/// How often the backlog's watchdog looks for a stuck backlog.
+const RESCUE_TICK: Duration = Duration::from_millis(1);
+/// A worker taking task after task from the backlog yields its P this often, so that other
+/// green threads on its P are not held back by a long stream of tasks.
+const YIELD_EVERY: u32 = 64;
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -338,18 +502,35 @@ impl Inner {
         self.all_done.notify_all();
     }
 
-    /// Takes a waiting submitter's mailbox off the queue and gives its task back; `None` if
-    /// it is no longer queued (a worker or `release` has settled it, or is about to).
-    fn unqueue(&self, waiter: &Mailbox) -> Option<Task> {
-        let mut st = self.lock();
-        let i = st.waiters.iter().position(|w| std::ptr::eq(w.0, waiter))?;
-        st.waiters.remove(i);
-        self.set_waiting(&st);
-        drop(st);
-        // SAFETY: unqueued by us under the pool lock, so no worker can reach the mailbox any
-        // more: the caller, its owner, is its one user.
-        let task = unsafe { waiter.task() }.take();
-        Some(task.expect("an unserved waiter has its task"))
+    /// A task from the backlog for a worker that finished its task; when that leaves the
+    /// backlog half empty, the tasks of waiting submitters move in (and they return).
+    fn take_queued(&self) -> Option<Task> {
+        let t = self.backlog.pop()?;
+        if self.waiting.load(Ordering::Relaxed) > 0 && self.backlog.len() <= REFILL_AT {
+            self.refill();
+        }
+        Some(t)
+    }
+
+    /// Moves waiting submitters' tasks into the backlog, oldest first, up to its bound.
+    fn refill(&self) {
+        let mut served = Vec::new();
+        {
+            let mut st = self.lock();
+            while self.backlog.len() < BACKLOG {
+                match serve_waiter(&mut st) {
+                    Some((task, submitter)) => {
+                        self.backlog.push(task);
+                        served.push(submitter);
+                    }
+                    None => break,
+                }
+            }
+            self.set_waiting(&st);
+        }
+        for submitter in served {
+            submitter.unpark();
+        }
     }
 
     fn set_waiting(&self, st: &State) {
@@ -498,6 +679,7 @@ impl PoolBuilder {
                 running: AtomicUsize::new(0),
                 waiting: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
+                backlog: Backlog::new(),
             }),
         };
         pool.start_scavenger(0);
@@ -537,74 +719,78 @@ impl Pool {
 
     fn submit_task(&self, task: Task) -> Result<(), PoolError> {
         let inner = &*self.inner;
-        let mut soft = true;
-        let mut task = task;
-        loop {
-            let mut st = inner.lock();
-            if st.closed {
-                return Err(PoolError::Closed);
-            }
-            if let Some(idler) = st.idle.pop() {
-                drop(st);
-                idler.slot.hand(Some(task));
-                return Ok(());
-            }
-            let room = inner.max_blocking == 0 || st.waiters.len() < inner.max_blocking;
-            let below_cap = st.running < inner.cap.load(Ordering::Relaxed);
-            // Below capacity, a new worker adds parallelism only if a P is free to run it:
-            // with every P busy it would queue behind the others, and a submitter faster
-            // than the tasks would start one per task up to the capacity (50,000 workers
-            // for sub-microsecond tasks, each a stack). Then wait briefly for a worker to
-            // come back instead: Go's scheduler makes the same call for its M's (no new
-            // one while every P is busy). Briefly: below capacity a submit must never
-            // depend on other tasks finishing, as one of them may be waiting for this one.
-            let wait_briefly = below_cap
-                && soft
-                && room
-                && !inner.nonblocking
-                && st.running > 0
-                && gort_runtime::idle_procs() == 0;
-            if below_cap && !wait_briefly {
-                let n = st.running + 1;
-                st.set_running(inner, n);
-                drop(st);
-                start_worker(&self.inner, task);
-                return Ok(());
-            }
-            if inner.nonblocking || !room {
-                return Err(PoolError::Overload);
-            }
-            // Wait for a worker to take the task from us.
-            let waiter = Mailbox::new(Some(task));
-            st.waiters.push_back(WaiterPtr(&waiter));
-            inner.set_waiting(&st);
-            drop(st);
-            if !gort_runtime::is_green_thread() {
-                // An OS thread's park and unpark are system calls, each dearer than a
-                // task; with the pool busy, a worker usually comes free within
-                // microseconds.
-                spin_while_waiting(&waiter.state);
-            }
-            let outcome = match wait_briefly.then(|| waiter.wait_for(BRIEF_WAIT)) {
-                Some(Some(s)) => s,
-                // No worker came back in time: take the task back, unless one took it just
-                // now, and start a worker for it after all.
-                Some(None) => match inner.unqueue(&waiter) {
-                    Some(t) => {
-                        task = t;
-                        soft = false;
-                        continue;
-                    }
-                    None => waiter.wait(),
-                },
-                None => waiter.wait(),
-            };
-            return match outcome {
-                TAKEN => Ok(()),
-                // Closed: the task is dropped with the mailbox, unrun.
-                _ => Err(PoolError::Closed),
-            };
+        let mut st = inner.lock();
+        if st.closed {
+            return Err(PoolError::Closed);
         }
+        let b = &inner.backlog;
+        let busy = st.running - st.idle.len();
+        let room = inner.max_blocking == 0 || st.waiters.len() < inner.max_blocking;
+        // Tasks in the backlog count against the capacity, as the workers they will have:
+        // the tasks accepted and not yet started stay within the capacity (plus the
+        // waiting submitters), as in ants.
+        let below_cap = st.running + b.len() < inner.cap.load(Ordering::Relaxed);
+        // Below capacity, where the alternative is a hand-off or a new worker, the backlog
+        // (see `Backlog`) is cheaper when a worker will look at it soon anyway.
+        if below_cap {
+            let drained =
+                b.spinning.load(Ordering::Relaxed) || (busy > 0 && gort_runtime::idle_procs() == 0);
+            let full = b.len() >= BACKLOG;
+            // Waits for the workers to drain a full backlog.
+            let wait = full && drained && room && !inner.nonblocking;
+            // Nobody drains it, or a P is idle: wake a worker (an idle one, else a new one)
+            // to look, as the spinner, unless one spins already (Go's `wakep`).
+            let wake = (!drained || gort_runtime::idle_procs() > 0)
+                && (!full || wait)
+                && b.take_spin_token();
+            if wake && st.idle.len() == 0 && !full {
+                // No idle worker to wake: a new one, with this task (Go's `wakep` starts an
+                // M). It looks at the backlog when done; the token is not needed for that.
+                b.spinning.store(false, Ordering::Relaxed);
+            } else {
+                let helper = if wake { st.idle.pop() } else { None };
+                let look = |helper: Option<Idler>| {
+                    if let Some(idler) = helper {
+                        idler.slot.look();
+                    }
+                };
+                if !full && (drained || wake) {
+                    b.push(task);
+                    drop(st);
+                    look(helper);
+                    ensure_watchdog(&self.inner);
+                    return Ok(());
+                }
+                if wait {
+                    // Full, and being drained: wait for the workers to drain it to half
+                    // (`refill`). A submitter faster than the tasks would otherwise start
+                    // one worker per task up to the capacity (50,000 workers for
+                    // sub-microsecond tasks, each a stack), none of which could run before
+                    // a busy one is done. (No idle worker to wake: the token goes back.)
+                    if helper.is_none() && wake {
+                        b.spinning.store(false, Ordering::Relaxed);
+                    }
+                    return wait_for_worker(inner, st, task, || look(helper));
+                }
+                // (`wake` implies one of the two branches above.)
+            }
+        }
+        if let Some(idler) = st.idle.pop() {
+            drop(st);
+            idler.slot.hand(Some(task));
+            return Ok(());
+        }
+        if below_cap {
+            let n = st.running + 1;
+            st.set_running(inner, n);
+            drop(st);
+            start_worker(&self.inner, Some(task));
+            return Ok(());
+        }
+        if inner.nonblocking || !room {
+            return Err(PoolError::Overload);
+        }
+        wait_for_worker(inner, st, task, || ())
     }
 
     /// Starts the scavenger of `generation` (if purging is on): it retires expired idle
@@ -662,6 +848,12 @@ impl Pool {
         self.inner.waiting.load(Ordering::Relaxed)
     }
 
+    /// Tasks accepted and waiting in the backlog for a busy worker to take them (see the
+    /// crate docs). They count against the capacity, like the workers they will need.
+    pub fn queued(&self) -> usize {
+        self.inner.backlog.len()
+    }
+
     /// The capacity (`usize::MAX` for an unlimited pool).
     pub fn cap(&self) -> usize {
         self.inner.cap.load(Ordering::Relaxed)
@@ -710,7 +902,7 @@ impl Pool {
         }
         retire(retired);
         for (task, submitter) in served {
-            start_worker(&self.inner, task);
+            start_worker(&self.inner, Some(task));
             submitter.unpark();
         }
         Ok(())
@@ -792,11 +984,96 @@ impl Drop for Pool {
     }
 }
 
-/// How long a submitter below capacity waits for a worker to come back, when every P is
-/// busy, before it starts a new worker anyway (see `submit_task`).
-const BRIEF_WAIT: Duration = Duration::from_micros(100);
-/// How many times a green-thread submitter yields, in that wait, before it parks.
-const BRIEF_YIELDS: u32 = 8;
+/// Queues the submitter (holding the pool lock, `st`) with its task until a worker takes
+/// the task (to run it, or into the backlog) or the pool closes.
+/// `then` runs once the lock is dropped.
+fn wait_for_worker(
+    inner: &Inner,
+    mut st: MutexGuard<'_, State>,
+    task: Task,
+    then: impl FnOnce(),
+) -> Result<(), PoolError> {
+    let waiter = Mailbox::new(Some(task));
+    st.waiters.push_back(WaiterPtr(&waiter));
+    inner.set_waiting(&st);
+    drop(st);
+    then();
+    if !gort_runtime::is_green_thread() {
+        // An OS thread's park and unpark are system calls, each dearer than a task; with
+        // the pool busy, a worker usually comes free within microseconds.
+        spin_while_waiting(&waiter.state);
+    }
+    match waiter.wait() {
+        TAKEN => Ok(()),
+        // Closed: the task is dropped with the mailbox, unrun.
+        _ => Err(PoolError::Closed),
+    }
+}
+
+/// Starts the backlog's watchdog unless it runs. Called after a push.
+fn ensure_watchdog(inner: &Arc<Inner>) {
+    // SeqCst: the push, then the SeqCst increment of `pushed`, then this load; against the
+    // watchdog's SeqCst store of `false`, a SeqCst fence, then its look at the queue
+    // (`watchdog`): either it sees our task or we see it gone.
+    if inner.backlog.watchdog.load(Ordering::SeqCst) {
+        return;
+    }
+    if inner
+        .backlog
+        .watchdog
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed)
+        .is_ok()
+    {
+        let inner = inner.clone();
+        drop(gort_runtime::go!(move || watchdog(&inner)));
+    }
+}
+
+/// The backlog's watchdog (see `Backlog`): runs while tasks are queued.
+fn watchdog(inner: &Arc<Inner>) {
+    let b = &inner.backlog;
+    let mut taken = b.taken();
+    loop {
+        gort_runtime::sleep(RESCUE_TICK);
+        if b.queue.is_empty() {
+            // Empty: stop, unless a task came in meanwhile and its submitter saw us running
+            // (then it started no other watchdog). SeqCst: see `ensure_watchdog`.
+            b.watchdog.store(false, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if b.queue.is_empty() || b.watchdog.swap(true, Ordering::SeqCst) {
+                return;
+            }
+        } else if b.taken() == taken {
+            rescue(inner);
+        }
+        taken = b.taken();
+    }
+}
+
+/// No worker took a task from the backlog for a whole tick (every busy worker is blocked):
+/// starts a worker for each task there, up to the capacity. Tasks the pool accepted run even if it was
+/// released since.
+fn rescue(inner: &Arc<Inner>) {
+    let mut tasks = Vec::new();
+    {
+        let mut st = inner.lock();
+        let cap = inner.cap.load(Ordering::Relaxed);
+        let mut n = st.running;
+        while n < cap {
+            match inner.backlog.pop() {
+                Some(t) => {
+                    tasks.push(t);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        st.set_running(inner, n);
+    }
+    for t in tasks {
+        start_worker(inner, Some(t));
+    }
+}
 
 /// How long an OS-thread submitter spins (and yields its CPU) before parking.
 const SPINS: u32 = 64;
@@ -823,21 +1100,49 @@ fn retire(workers: Vec<Idler>) {
 }
 
 /// Starts a worker (already counted in `running`) with its first task.
-fn start_worker(inner: &Arc<Inner>, first: Task) {
+fn start_worker(inner: &Arc<Inner>, first: Option<Task>) {
     let inner = inner.clone();
     drop(gort_runtime::go!(move || worker_loop(&inner, first)));
 }
 
-/// A worker's life: run a task; then take the task of a waiting submitter if there is one,
-/// else go back on the idle list and wait for the next.
-fn worker_loop(inner: &Inner, first: Task) {
+/// A worker's life: run a task; then take the next from the backlog, else the task of a
+/// waiting submitter, else go back on the idle list and wait for the next.
+fn worker_loop(inner: &Arc<Inner>, first: Option<Task>) {
     let slot = Arc::new(Mailbox::new(None));
+    // Started without a task: to look at the backlog, with the spinning token.
+    let mut holding = first.is_none();
     let mut task = first;
+    let mut streak = 0u32;
     loop {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| task.run())) {
-            inner.handle_panic(payload);
+        if let Some(task) = task.take() {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| task.run())) {
+                inner.handle_panic(payload);
+            }
         }
+        let next = if holding {
+            holding = false;
+            inner.spin(true)
+        } else {
+            inner.take_queued().or_else(|| inner.spin(false))
+        };
+        if let Some(t) = next {
+            streak += 1;
+            if streak % YIELD_EVERY == 0 {
+                gort_runtime::yield_now();
+            }
+            task = Some(t);
+            continue;
+        }
+        streak = 0;
         let mut st = inner.lock();
+        // Again under the lock, exact now: submitters push under it, so nothing lands in
+        // the backlog between this look and our going idle. Accepted tasks run even on a
+        // released or shrunk pool.
+        if let Some(t) = inner.backlog.pop() {
+            drop(st);
+            task = Some(t);
+            continue;
+        }
         if st.closed || st.running > inner.cap.load(Ordering::Relaxed) {
             // Released or shrunk: this worker goes.
             let n = st.running - 1;
@@ -852,7 +1157,7 @@ fn worker_loop(inner: &Inner, first: Task) {
             inner.set_waiting(&st);
             drop(st);
             submitter.unpark();
-            task = next;
+            task = Some(next);
             continue;
         }
         st.idle.push(Idler {
@@ -860,10 +1165,13 @@ fn worker_loop(inner: &Inner, first: Task) {
             since: inner.epoch.load(Ordering::Relaxed),
         });
         drop(st);
-        match slot.next_task() {
-            Some(t) => task = t,
+        match slot.next() {
+            Next::Run(t) => task = Some(t),
+            // Woken to look at the backlog, with the spinning token: the top of the loop
+            // does.
+            Next::Look => holding = true,
             // Retired (expiry, shrink, release): the retirer has counted us out.
-            None => return,
+            Next::Exit => return,
         }
     }
 }
