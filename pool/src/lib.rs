@@ -333,14 +333,17 @@ struct Inner {
 /// Accepted tasks waiting in FIFO order for a busy worker to finish its task and take the
 /// next one here: a push and a pop per task instead of a hand-off (a lock, a wake-up and a
 /// switch into a parked worker). The pool's version of Go's global run queue, with the
-/// workers as its M's. A submitter pushes here (always under the pool lock, and only while
-/// some worker is busy) when a worker will look soon anyway: one is *spinning* on it (it
-/// found it empty and looks again for a while before going idle, or was woken to look),
-/// or every P is busy (a new worker could not run before a busy one is
-/// done). If a P is idle and nobody spins, the submitter also wakes an idle worker to look
-/// (or starts one, below capacity), as Go's `wakep` does. A worker looks here after each
-/// task and once more under the lock before it goes idle, so a task here always has a
-/// worker that will look (unless every busy worker blocks: the watchdog, below).
+/// workers as its M's. Only below capacity, and always under the pool lock, a submitter
+/// pushes here when a worker will look soon anyway: one is *spinning* on it (it found it
+/// empty and looks again for a while before going idle, or was woken to look), or every P
+/// is busy while some worker is (a new worker could not run before a busy one is done).
+/// Otherwise, or if a P is idle, it takes the spinning token and wakes an idle worker to
+/// look, as Go's `wakep` wakes a spinning M; with no idle worker, it starts a new one with
+/// the task instead. A spinner that finds a task passes the token on the same way while
+/// tasks wait and a P is idle, so a burst spreads over as many workers as it needs. A
+/// worker looks here after each task and once more under the lock before it goes idle, so
+/// a task here always has a worker that will look (unless every busy worker blocks: the
+/// watchdog, below).
 ///
 /// Bounded (`BACKLOG` tasks): a submitter that finds it full waits, as at capacity, and
 /// is served when a worker has drained it to half (`refill`), one wake-up per
@@ -348,9 +351,9 @@ struct Inner {
 ///
 /// The watchdog: while tasks are queued, a green thread looks every `RESCUE_TICK`; if no
 /// worker took a task from here during a whole tick (every busy worker is blocked, say on
-/// one of these very tasks), it starts workers for the oldest ones, up to the capacity.
-/// So below capacity a task never waits on other tasks finishing for longer than a tick,
-/// and a task that waits for a task submitted after it cannot deadlock the pool.
+/// one of these very tasks), it starts a worker for each of them, up to the capacity. So
+/// below capacity a task waits on other tasks finishing for two ticks at most, and a task
+/// that waits for a task submitted after it cannot deadlock the pool.
 struct Backlog {
     queue: Injector<Task>,
     /// Tasks pushed so far. Written only under the pool lock (so its cache line stays with
@@ -358,7 +361,7 @@ struct Backlog {
     /// watchdog's Dekker pair, see `ensure_watchdog`). With the queue's length, the
     /// watchdog's measure of progress: taken = pushed - queued.
     pushed: AtomicU64,
-    /// The watchdog runs (SeqCst: a Dekker pair with `queued`, see `ensure_watchdog`).
+    /// The watchdog runs (SeqCst: a Dekker pair with `pushed`, see `ensure_watchdog`).
     watchdog: AtomicBool,
     /// A worker that found the backlog empty looks again for a short while before it goes
     /// idle (`spin`); while one does, submitters push here rather than wake an idle worker.
@@ -443,13 +446,21 @@ impl Inner {
             }
         }
         b.spinning.store(false, Ordering::Relaxed);
-        // Found work: if more waits and a P could run another worker, pass the token on
-        // (Go's spinning M that finds work wakes the next one), so that a burst of tasks
-        // that block spreads over as many workers as it needs, one wake-up per worker.
-        if got.is_some() && b.len() > 0 && gort_runtime::idle_procs() > 0 && b.take_spin_token() {
-            self.wake_helper();
+        if got.is_some() {
+            self.pass_token();
         }
         got
+    }
+
+    /// A worker that found work (a spinner that took a task, a new worker that runs): if
+    /// more waits and a P could run another worker, wake or start one as the next spinner
+    /// (Go's spinning M that finds work wakes the next one), so that a burst of tasks that
+    /// block spreads over as many workers as it needs, one wake-up per worker.
+    fn pass_token(self: &Arc<Self>) {
+        let b = &self.backlog;
+        if b.len() > 0 && gort_runtime::idle_procs() > 0 && b.take_spin_token() {
+            self.wake_helper();
+        }
     }
 
     /// Wakes an idle worker to look at the backlog with the spinning token, which the
@@ -471,9 +482,11 @@ impl Inner {
             }
         }
         drop(st);
-        self.backlog.spinning.store(false, Ordering::Relaxed);
-        if first.is_some() {
-            start_worker(self, first);
+        if let Some(first) = first {
+            // The new worker gives the token back when it runs (see `submit_task`).
+            start_worker(self, first, true);
+        } else {
+            self.backlog.spinning.store(false, Ordering::Relaxed);
         }
     }
 }
@@ -732,6 +745,7 @@ impl Pool {
         let below_cap = st.running + b.len() < inner.cap.load(Ordering::Relaxed);
         // Below capacity, where the alternative is a hand-off or a new worker, the backlog
         // (see `Backlog`) is cheaper when a worker will look at it soon anyway.
+        let mut new_with_token = false;
         if below_cap {
             let drained =
                 b.spinning.load(Ordering::Relaxed) || (busy > 0 && gort_runtime::idle_procs() == 0);
@@ -745,8 +759,10 @@ impl Pool {
                 && b.take_spin_token();
             if wake && st.idle.len() == 0 && !full {
                 // No idle worker to wake: a new one, with this task (Go's `wakep` starts an
-                // M). It looks at the backlog when done; the token is not needed for that.
-                b.spinning.store(false, Ordering::Relaxed);
+                // M), below. It keeps the token until it runs, as Go's new M spins until it
+                // has a P: a burst of submits meanwhile goes to the backlog rather than
+                // starting a worker each while the first is on its way.
+                new_with_token = true;
             } else {
                 let helper = if wake { st.idle.pop() } else { None };
                 let look = |helper: Option<Idler>| {
@@ -784,7 +800,7 @@ impl Pool {
             let n = st.running + 1;
             st.set_running(inner, n);
             drop(st);
-            start_worker(&self.inner, Some(task));
+            start_worker(&self.inner, task, new_with_token);
             return Ok(());
         }
         if inner.nonblocking || !room {
@@ -902,7 +918,7 @@ impl Pool {
         }
         retire(retired);
         for (task, submitter) in served {
-            start_worker(&self.inner, Some(task));
+            start_worker(&self.inner, task, false);
             submitter.unpark();
         }
         Ok(())
@@ -1071,7 +1087,7 @@ fn rescue(inner: &Arc<Inner>) {
         st.set_running(inner, n);
     }
     for t in tasks {
-        start_worker(inner, Some(t));
+        start_worker(inner, t, false);
     }
 }
 
@@ -1100,18 +1116,25 @@ fn retire(workers: Vec<Idler>) {
 }
 
 /// Starts a worker (already counted in `running`) with its first task.
-fn start_worker(inner: &Arc<Inner>, first: Option<Task>) {
+/// With `token`: the caller took the spinning token for it; it gives it back when it runs.
+fn start_worker(inner: &Arc<Inner>, first: Task, token: bool) {
     let inner = inner.clone();
-    drop(gort_runtime::go!(move || worker_loop(&inner, first)));
+    drop(gort_runtime::go!(move || worker_loop(&inner, first, token)));
 }
 
 /// A worker's life: run a task; then take the next from the backlog, else the task of a
 /// waiting submitter, else go back on the idle list and wait for the next.
-fn worker_loop(inner: &Arc<Inner>, first: Option<Task>) {
+fn worker_loop(inner: &Arc<Inner>, first: Task, token: bool) {
+    if token {
+        inner.backlog.spinning.store(false, Ordering::Relaxed);
+        // Running now: pass the token on if tasks wait and a P is idle (as a spinner that
+        // finds work does, `Inner::spin`).
+        inner.pass_token();
+    }
     let slot = Arc::new(Mailbox::new(None));
-    // Started without a task: to look at the backlog, with the spinning token.
-    let mut holding = first.is_none();
-    let mut task = first;
+    // Woken to look at the backlog, with the spinning token.
+    let mut holding = false;
+    let mut task = Some(first);
     let mut streak = 0u32;
     loop {
         if let Some(task) = task.take() {
