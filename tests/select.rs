@@ -274,3 +274,130 @@ fn random_selects_with_timeouts_conserve_messages() {
         "too little traffic to mean anything"
     );
 }
+
+/// Every arm form crossbeam-channel accepts compiles and picks the right arm: block or
+/// expression bodies, with or without a trailing comma (the last arm too), for `recv`,
+/// `send`, `default`, `default()` and `default(timeout)`; trailing commas inside operands;
+/// temporaries inside operands.
+#[test]
+fn every_arm_form_compiles() {
+    let (tx, rx) = chan::bounded::<u32>(4);
+    let (_keep, idle) = chan::bounded::<u32>(1);
+    let never = chan::never::<u32>();
+
+    // recv: block with comma, block without, expression with comma, expression last.
+    tx.send(1).unwrap();
+    let got;
+    select! {
+        recv(rx) -> m => { got = m.unwrap(); },
+        recv(idle) -> _ => { unreachable!() }
+        recv(never) -> _ => unreachable!(),
+    }
+    assert_eq!(got, 1);
+    tx.send(2).unwrap();
+    let v = select! {
+        recv(idle) -> _ => 0,
+        recv(rx) -> m => m.unwrap()
+    };
+    assert_eq!(v, 2);
+    tx.send(3).unwrap();
+    let v = select! {
+        recv(idle) -> _ => { 0 }
+        recv(rx) -> m => { m.unwrap() }
+    };
+    assert_eq!(v, 3);
+    tx.send(4).unwrap();
+    let v = select! {
+        recv(rx) -> m => { m.unwrap() },
+    };
+    assert_eq!(v, 4);
+
+    // send: the same forms, and a trailing comma inside the operands.
+    let v = select! {
+        send(tx, 5) -> r => { r.unwrap(); 5 },
+        recv(idle) -> _ => 0,
+    };
+    assert_eq!(v, 5);
+    let v = select! {
+        recv(idle) -> _ => 0,
+        send(tx, 6,) -> r => r.map(|_| 6).unwrap()
+    };
+    assert_eq!(v, 6);
+    select! {
+        send(tx, 7) -> r => { r.unwrap() }
+    }
+    assert_eq!((rx.recv(), rx.recv(), rx.recv()), (Ok(5), Ok(6), Ok(7)));
+
+    // default: every form, first, middle or last.
+    let v = select! { default => 1 };
+    assert_eq!(v, 1);
+    let v = select! { default => { 2 } };
+    assert_eq!(v, 2);
+    let v = select! { default() => 3, };
+    assert_eq!(v, 3);
+    let v = select! {
+        default => { 4 },
+        recv(idle) -> _ => 0,
+    };
+    assert_eq!(v, 4);
+    let v = select! {
+        recv(idle) -> _ => 0,
+        default(Duration::from_millis(1),) => 5,
+        recv(never) -> _ => 0,
+    };
+    assert_eq!(v, 5);
+    let v = select! {
+        recv(idle,) -> _ => 0,
+        default(Duration::from_millis(1)) => { 6 }
+    };
+    assert_eq!(v, 6);
+
+    // A temporary inside an operand lives through the select (crossbeam's E0716 case).
+    let maybe: Option<chan::Receiver<u32>> = None;
+    tx.send(8).unwrap();
+    let v = select! {
+        recv(maybe.as_ref().unwrap_or(&chan::never())) -> _ => 0,
+        recv(rx) -> m => m.unwrap(),
+    };
+    assert_eq!(v, 8);
+}
+
+/// `never()` switches an arm off: a merge loop over two channels that close at different
+/// times ends without spinning on the closed one.
+#[test]
+fn never_switches_a_closed_arm_off() {
+    let (tx1, rx1) = chan::bounded::<u32>(0);
+    let (tx2, rx2) = chan::bounded::<u32>(0);
+    let a = gort::go!(move || {
+        for i in 0..100 {
+            tx1.send(i).unwrap();
+        }
+    });
+    let b = gort::go!(move || {
+        for i in 0..1_000 {
+            tx2.send(i).unwrap();
+        }
+    });
+    let (mut r1, mut r2) = (Some(rx1), Some(rx2));
+    let off = chan::never();
+    let (mut n, mut closed_seen) = (0, 0);
+    while r1.is_some() || r2.is_some() {
+        select! {
+            recv(r1.as_ref().unwrap_or(&off)) -> m => match m {
+                Ok(_) => n += 1,
+                Err(_) => { closed_seen += 1; r1 = None; }
+            },
+            recv(r2.as_ref().unwrap_or(&off)) -> m => match m {
+                Ok(_) => n += 1,
+                Err(_) => { closed_seen += 1; r2 = None; }
+            },
+        }
+    }
+    // Each closed arm was seen once: switched off afterwards, not spun on.
+    assert_eq!((n, closed_seen), (1_100, 2));
+    a.join().unwrap();
+    b.join().unwrap();
+    // A never() receiver is never ready, and never closed.
+    assert!(off.try_recv().is_err());
+    assert!(off.recv_timeout(Duration::from_millis(5)).is_err());
+}

@@ -3,14 +3,31 @@
 
 /// Waits on several channel operations at once and runs the arm of the one that completes.
 ///
-/// ```text
+/// ```
+/// # use gort_runtime::{chan, select};
+/// # use std::time::Duration;
+/// # let (tx, rx) = chan::bounded::<u32>(1);
+/// # let value = 1;
+/// # let timeout = Duration::from_millis(1);
 /// select! {
 ///     recv(rx) -> msg => { /* msg: Result<T, RecvError> */ },
 ///     send(tx, value) -> res => { /* res: Result<(), SendError<T>> */ },
 ///     default => { /* nothing was ready */ },
-///     // or: default(timeout) => { /* nothing completed within `timeout` */ },
+/// }
+/// select! {
+///     recv(rx) -> msg => { /* ... */ },
+///     default(timeout) => { /* nothing completed within `timeout` */ },
 /// }
 /// ```
+///
+/// Every arm form of crossbeam-channel's `select!` is accepted: a block body with or without
+/// a trailing comma, an expression body followed by a comma (or ending the select),
+/// `default()` for `default`, and trailing commas inside the operands. The channel
+/// expressions are evaluated once, before the select, and their temporaries live through it
+/// (so `recv(opt.as_ref().unwrap_or(&chan::never()))` works); [`chan::never`] switches an
+/// arm off.
+///
+/// [`chan::never`]: crate::chan::never
 ///
 /// - When several operations are ready, one is chosen uniformly at random (Go's rule).
 /// - With no ready operation and no `default`, the green thread parks once, on all the
@@ -45,68 +62,74 @@ macro_rules! select {
 }
 
 /// Internal: parses `select!` arms one at a time, collecting
-/// `[kind (args) out_slot index_var pattern body]` entries, then expands.
+/// `[kind (args) out_slot index_var pattern body]` entries, then expands. An arm's head is
+/// parsed first (`@cases`), then its body (`@body`/`@dbody`): a block body with or without a
+/// trailing comma, or an expression body followed by a comma or ending the select. (One rule
+/// per form: an optional comma followed by the rest of the arms would be ambiguous.)
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_parse {
-    // recv arm, block body with optional comma
+    // Heads.
     (@cases [$($c:tt)*] @default [$($d:tt)*]
-        recv($r:expr) -> $p:pat => $body:block $(,)? $($rest:tt)*) => {
-        $crate::__select_parse!(@cases [$($c)* [recv ($r) __out __idx __ch ($p) $body]] @default [$($d)*] $($rest)*)
-    };
-    // recv arm, expression body followed by a comma
-    (@cases [$($c:tt)*] @default [$($d:tt)*]
-        recv($r:expr) -> $p:pat => $body:expr, $($rest:tt)*) => {
-        $crate::__select_parse!(@cases [$($c)* [recv ($r) __out __idx __ch ($p) $body]] @default [$($d)*] $($rest)*)
-    };
-    // recv arm, last, expression body
-    (@cases [$($c:tt)*] @default [$($d:tt)*]
-        recv($r:expr) -> $p:pat => $body:expr) => {
-        $crate::__select_parse!(@cases [$($c)* [recv ($r) __out __idx __ch ($p) $body]] @default [$($d)*])
+        recv($r:expr $(,)?) -> $p:pat => $($rest:tt)*) => {
+        $crate::__select_parse!(@body [$($c)*] [$($d)*] [recv ($r) ($p)] $($rest)*)
     };
     (@cases [$($c:tt)*] @default [$($d:tt)*]
-        send($s:expr, $v:expr) -> $p:pat => $body:block $(,)? $($rest:tt)*) => {
-        $crate::__select_parse!(@cases [$($c)* [send ($s, $v) __out __idx __ch ($p) $body]] @default [$($d)*] $($rest)*)
-    };
-    (@cases [$($c:tt)*] @default [$($d:tt)*]
-        send($s:expr, $v:expr) -> $p:pat => $body:expr, $($rest:tt)*) => {
-        $crate::__select_parse!(@cases [$($c)* [send ($s, $v) __out __idx __ch ($p) $body]] @default [$($d)*] $($rest)*)
-    };
-    (@cases [$($c:tt)*] @default [$($d:tt)*]
-        send($s:expr, $v:expr) -> $p:pat => $body:expr) => {
-        $crate::__select_parse!(@cases [$($c)* [send ($s, $v) __out __idx __ch ($p) $body]] @default [$($d)*])
-    };
-    // default arms (at most one)
-    (@cases [$($c:tt)*] @default []
-        default => $body:block $(,)? $($rest:tt)*) => {
-        $crate::__select_parse!(@cases [$($c)*] @default [now $body] $($rest)*)
+        send($s:expr, $v:expr $(,)?) -> $p:pat => $($rest:tt)*) => {
+        $crate::__select_parse!(@body [$($c)*] [$($d)*] [send ($s, $v) ($p)] $($rest)*)
     };
     (@cases [$($c:tt)*] @default []
-        default => $body:expr, $($rest:tt)*) => {
-        $crate::__select_parse!(@cases [$($c)*] @default [now $body] $($rest)*)
+        default $(())? => $($rest:tt)*) => {
+        $crate::__select_parse!(@dbody [$($c)*] [now] $($rest)*)
     };
     (@cases [$($c:tt)*] @default []
-        default => $body:expr) => {
-        $crate::__select_parse!(@cases [$($c)*] @default [now $body])
-    };
-    (@cases [$($c:tt)*] @default []
-        default($t:expr) => $body:block $(,)? $($rest:tt)*) => {
-        $crate::__select_parse!(@cases [$($c)*] @default [($t) $body] $($rest)*)
-    };
-    (@cases [$($c:tt)*] @default []
-        default($t:expr) => $body:expr, $($rest:tt)*) => {
-        $crate::__select_parse!(@cases [$($c)*] @default [($t) $body] $($rest)*)
-    };
-    (@cases [$($c:tt)*] @default []
-        default($t:expr) => $body:expr) => {
-        $crate::__select_parse!(@cases [$($c)*] @default [($t) $body])
+        default($t:expr $(,)?) => $($rest:tt)*) => {
+        $crate::__select_parse!(@dbody [$($c)*] [($t)] $($rest)*)
     };
     (@cases [$($c:tt)*] @default [$($d:tt)+] default $($rest:tt)*) => {
-        compile_error!("select! takes at most one `default` arm")
+        ::core::compile_error!("select! takes at most one `default` arm")
     };
-    // everything parsed
+    // Bodies of recv and send arms.
+    (@body [$($c:tt)*] [$($d:tt)*] [$kind:ident ($($args:tt)*) ($p:pat)]
+        $body:block, $($rest:tt)*) => {
+        $crate::__select_parse!(@cases [$($c)* [$kind ($($args)*) __out __idx __ch ($p) $body]] @default [$($d)*] $($rest)*)
+    };
+    (@body [$($c:tt)*] [$($d:tt)*] [$kind:ident ($($args:tt)*) ($p:pat)]
+        $body:block $($rest:tt)*) => {
+        $crate::__select_parse!(@cases [$($c)* [$kind ($($args)*) __out __idx __ch ($p) $body]] @default [$($d)*] $($rest)*)
+    };
+    (@body [$($c:tt)*] [$($d:tt)*] [$kind:ident ($($args:tt)*) ($p:pat)]
+        $body:expr, $($rest:tt)*) => {
+        $crate::__select_parse!(@cases [$($c)* [$kind ($($args)*) __out __idx __ch ($p) $body]] @default [$($d)*] $($rest)*)
+    };
+    (@body [$($c:tt)*] [$($d:tt)*] [$kind:ident ($($args:tt)*) ($p:pat)]
+        $body:expr) => {
+        $crate::__select_parse!(@cases [$($c)* [$kind ($($args)*) __out __idx __ch ($p) $body]] @default [$($d)*])
+    };
+    // Bodies of the default arm.
+    (@dbody [$($c:tt)*] [$($d:tt)*] $body:block, $($rest:tt)*) => {
+        $crate::__select_parse!(@cases [$($c)*] @default [$($d)* $body] $($rest)*)
+    };
+    (@dbody [$($c:tt)*] [$($d:tt)*] $body:block $($rest:tt)*) => {
+        $crate::__select_parse!(@cases [$($c)*] @default [$($d)* $body] $($rest)*)
+    };
+    (@dbody [$($c:tt)*] [$($d:tt)*] $body:expr, $($rest:tt)*) => {
+        $crate::__select_parse!(@cases [$($c)*] @default [$($d)* $body] $($rest)*)
+    };
+    (@dbody [$($c:tt)*] [$($d:tt)*] $body:expr) => {
+        $crate::__select_parse!(@cases [$($c)*] @default [$($d)* $body])
+    };
+    // Everything parsed.
     (@cases [$([$kind:ident ($($args:tt)*) $out:ident $idx:ident $ch:ident ($p:pat) $body:expr])*] @default [$($d:tt)*]) => {
         $crate::__select_expand!([$([$kind ($($args)*) $out $idx $ch ($p) $body])*] [$($d)*])
+    };
+    // Anything else.
+    (@cases [$($c:tt)*] @default [$($d:tt)*] $($rest:tt)+) => {
+        ::core::compile_error!(::core::concat!(
+            "select!: expected `recv(r) -> pat => body`, `send(s, v) -> pat => body`, ",
+            "`default => body` or `default(timeout) => body`, found `",
+            ::core::stringify!($($rest)+), "`"
+        ))
     };
 }
 
@@ -115,29 +138,34 @@ macro_rules! __select_parse {
 #[macro_export]
 macro_rules! __select_expand {
     ([$([$kind:ident ($($args:tt)*) $out:ident $idx:ident $ch:ident ($p:pat) $body:expr])*] [$($d:tt)*]) => {{
-        // Channels (and send values) are evaluated first, in order, as Go does; `let x =
-        // &expr;` keeps a temporary channel (such as `time::after(..)`) alive.
-        $( $crate::__select_bind!($ch, $kind ($($args)*)); )*
-        $( let mut $out = ::core::option::Option::None; )*
-        let __chosen: ::core::option::Option<usize>;
-        $( let $idx: usize; )*
-        {
-            let mut __sel = $crate::chan::Select::new();
-            $( $idx = $crate::__select_add!(__sel, $ch, $kind ($($args)*), &mut $out); )*
-            __chosen = $crate::__select_wait!(__sel, $($d)*);
+        // Channels (and send values) are evaluated first, in order, as Go does, as the
+        // scrutinee of one `match`: the temporaries of those expressions (a `time::after(..)`
+        // channel, the `never()` in `opt.as_ref().unwrap_or(&never())`) live until the end of
+        // the match, through the whole select.
+        match ($( $crate::__select_operand!($kind ($($args)*)), )*) {
+            ($( $ch, )*) => {
+                $( let mut $out = ::core::option::Option::None; )*
+                let __chosen: ::core::option::Option<usize>;
+                $( let $idx: usize; )*
+                {
+                    let mut __sel = $crate::chan::Select::new();
+                    $( $idx = $crate::__select_add!(__sel, $ch, $kind ($($args)*), &mut $out); )*
+                    __chosen = $crate::__select_wait!(__sel, $($d)*);
+                }
+                $crate::__select_dispatch!(__chosen, [$( [$idx $out ($p) $body] )*], $($d)*)
+            }
         }
-        $crate::__select_dispatch!(__chosen, [$( [$idx $out ($p) $body] )*], $($d)*)
     }};
 }
 
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __select_bind {
-    ($ch:ident, recv ($r:expr)) => {
-        let $ch = &$r;
+macro_rules! __select_operand {
+    (recv ($r:expr)) => {
+        &$r
     };
-    ($ch:ident, send ($s:expr, $v:expr)) => {
-        let $ch = (&$s, $v);
+    (send ($s:expr, $v:expr)) => {
+        (&$s, $v)
     };
 }
 

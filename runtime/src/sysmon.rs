@@ -387,6 +387,9 @@ pub struct Stats {
     /// G's parked waiting for a socket or a `PollFd` to become ready (also counted in
     /// `parked_green_threads`).
     pub io_waiting_green_threads: usize,
+    /// Timer entries the runtime holds: pending timers, and cancelled ones (a `time::after`
+    /// channel dropped before its deadline, a `park_timeout` woken early) not yet swept.
+    pub timers: usize,
     /// Times the stack of a parked G was shrunk (pages below its live frames given back).
     pub stacks_shrunk: u64,
     /// Bytes of stack given back by shrinking, in all (resident pages released).
@@ -423,6 +426,7 @@ pub fn stats() -> Stats {
         stacks_cached: v.stacks_cached + global_cached,
         stack_bytes_reserved: reserved,
         io_waiting_green_threads: crate::net::poller_if_init().map_or(0, |p| p.waiting()),
+        timers: s.timers.len(),
         stacks_shrunk,
         stack_bytes_shrunk,
         shrink_syscalls,

@@ -4,12 +4,13 @@
 //! thread costs a heap entry, not an OS thread, and an idle M sleeps until the next deadline
 //! instead of spinning.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::chan::{new_chan_with, Receiver, Sender};
 use crate::park::park_deadline;
 use crate::sched::{current_g, sched};
-use crate::timer::Action;
+use crate::timer::{Action, TimerState};
 
 /// Puts the current green thread to sleep for at least `d`; its OS thread runs other green
 /// threads meanwhile. Outside the runtime it is `std::thread::sleep`.
@@ -56,16 +57,10 @@ pub fn sleep_until(deadline: Instant) {
     }
 }
 
-/// Adds a callback timer, making sure an M will fire it.
-fn add_timer(when: Instant, f: impl FnOnce() + Send + 'static) {
-    let s = sched();
-    if s.timers.add(when, Action::Call(Box::new(f))) {
-        s.wakep(true);
-    }
-}
-
 /// A channel that receives the current time once, after `d` (Go's `time.After`). For
-/// timeouts in `select!`. The channel never closes.
+/// timeouts in `select!`. The channel never closes. Dropping it before the deadline
+/// cancels the timer: an abandoned `after(1 h)` costs nothing from then on (as in Go 1.23,
+/// where unreferenced timers are reclaimed).
 ///
 /// # Examples
 ///
@@ -81,12 +76,20 @@ fn add_timer(when: Instant, f: impl FnOnce() + Send + 'static) {
 /// assert!(timed_out);
 /// ```
 pub fn after(d: Duration) -> Receiver<Instant> {
-    let (tx, rx) = new_chan_with(1, 1);
+    let state = TimerState::new();
+    let (tx, rx) = new_chan_with(1, 1, Some(state.clone()));
     let when = Instant::now().checked_add(d);
     if let Some(when) = when {
-        add_timer(when, move || {
-            let _ = tx.try_send(Instant::now());
-        });
+        let st = state.clone();
+        add_timer_unless(
+            when,
+            move || {
+                if st.fire() {
+                    let _ = tx.try_send(Instant::now());
+                }
+            },
+            state,
+        );
     }
     rx
 }
@@ -103,28 +106,42 @@ pub fn tick(d: Duration) -> Receiver<Instant> {
         !d.is_zero(),
         "gort::time::tick: the period must be non-zero"
     );
-    let (tx, rx) = new_chan_with(1, 1);
+    let state = TimerState::new();
+    let (tx, rx) = new_chan_with(1, 1, Some(state.clone()));
     if let Some(first) = Instant::now().checked_add(d) {
-        schedule_tick(first, d, tx);
+        schedule_tick(first, d, tx, state);
     }
     rx
 }
 
-fn schedule_tick(when: Instant, period: Duration, tx: Sender<Instant>) {
-    add_timer(when, move || {
-        if tx.is_closed() {
-            // Every receiver is gone: stop.
-            return;
-        }
-        let now = Instant::now();
-        let _ = tx.try_send(now);
-        let mut next = when;
-        while next <= now {
-            match next.checked_add(period) {
-                Some(n) => next = n,
-                None => return,
+fn schedule_tick(when: Instant, period: Duration, tx: Sender<Instant>, state: Arc<TimerState>) {
+    let st = state.clone();
+    add_timer_unless(
+        when,
+        move || {
+            if tx.is_closed() {
+                // Every receiver is gone: stop.
+                return;
             }
-        }
-        schedule_tick(next, period, tx);
-    });
+            let now = Instant::now();
+            let _ = tx.try_send(now);
+            let mut next = when;
+            while next <= now {
+                match next.checked_add(period) {
+                    Some(n) => next = n,
+                    None => return,
+                }
+            }
+            schedule_tick(next, period, tx, st);
+        },
+        state,
+    );
+}
+
+/// Adds a callback timer, cancelled with `state`, making sure an M will fire it.
+fn add_timer_unless(when: Instant, f: impl FnOnce() + Send + 'static, state: Arc<TimerState>) {
+    let s = sched();
+    if s.timers.add(when, Action::Call(Box::new(f), state)) {
+        s.wakep(true);
+    }
 }

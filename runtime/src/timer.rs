@@ -24,8 +24,11 @@
 //! again.
 //!
 //! **Cancellation.** A timer that parks a G (`park_deadline`) is cancelled when the G is
-//! woken early; the entry stays in the heap (lazy deletion) until it comes due or until
-//! cancelled entries make up half of a large heap, when the heap is rebuilt without them.
+//! woken early, and the timer of a `time::after` or `time::tick` channel when its last
+//! receiver goes; the entry stays in the heap (lazy deletion) until it comes due or until
+//! cancelled entries make up half of a large heap, when the heap is rebuilt without them. So
+//! a loop that selects on a fresh `after(1 h)` each time holds at most a couple of thousand
+//! dead entries, not one per iteration for an hour.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -48,6 +51,13 @@ impl TimerState {
         Arc::new(TimerState(AtomicU8::new(PENDING)))
     }
 
+    /// Marks the timer fired unless it was cancelled. True if it was still pending.
+    pub(crate) fn fire(&self) -> bool {
+        self.0
+            .compare_exchange(PENDING, FIRED, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// Cancels the timer unless it already fired. True if it was still pending.
     pub(crate) fn cancel(&self) -> bool {
         self.0
@@ -60,11 +70,13 @@ impl TimerState {
 pub(crate) enum Action {
     /// Unpark a G or thread (unless cancelled meanwhile).
     Wake(Unparker, Arc<TimerState>),
-    /// Run a short callback (on an M, outside any lock; it must not block). Only the
-    /// runtime's own callbacks (`time::after`, `time::tick`: a `try_send` of an `Instant`),
-    /// never user code, so none is expected to panic; one that did would be a gort bug,
-    /// stopped by the M's `AbortOnUnwind` with a message (see `unwind.rs`).
-    Call(Box<dyn FnOnce() + Send>),
+    /// Run a short callback (on an M, outside any lock; it must not block), unless the
+    /// state was cancelled meanwhile (the timer channels of `time::after` and `time::tick`
+    /// are, when their last receiver goes; a callback that fires once marks the state fired
+    /// itself). Only the runtime's own callbacks (a `try_send` of an `Instant`), never user
+    /// code, so none is expected to panic; one that did would be a gort bug, stopped by the
+    /// M's `AbortOnUnwind` with a message (see `unwind.rs`).
+    Call(Box<dyn FnOnce() + Send>, Arc<TimerState>),
 }
 
 struct Entry {
@@ -93,7 +105,9 @@ impl Ord for Entry {
 
 impl Entry {
     fn cancelled(&self) -> bool {
-        matches!(&self.action, Action::Wake(_, st) if st.0.load(Ordering::Relaxed) == CANCELLED)
+        match &self.action {
+            Action::Wake(_, st) | Action::Call(_, st) => st.0.load(Ordering::Relaxed) == CANCELLED,
+        }
     }
 }
 
@@ -227,8 +241,13 @@ impl Timers {
         }
     }
 
-    /// Notes that a `Wake` timer was cancelled, rebuilding the heap if cancelled entries
-    /// have piled up.
+    /// Timer entries held: pending ones and cancelled ones not yet swept.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.heap).len()
+    }
+
+    /// Notes that a timer was cancelled, rebuilding the heap if
+    /// cancelled entries have piled up.
     pub(crate) fn note_cancelled(&self) {
         let n = self.cancelled.fetch_add(1, Ordering::Relaxed) + 1;
         if n < 1024 {
@@ -281,9 +300,11 @@ impl Timers {
                         fired += 1;
                     }
                 }
-                Action::Call(f) => {
-                    f();
-                    fired += 1;
+                Action::Call(f, st) => {
+                    if st.0.load(Ordering::Relaxed) != CANCELLED {
+                        f();
+                        fired += 1;
+                    }
                 }
             }
         }
@@ -342,11 +363,14 @@ mod tests {
             let base = t.base;
             t.add(
                 when,
-                Action::Call(Box::new(move || {
-                    let now = base.elapsed().as_nanos() as u64;
-                    assert!(now >= at, "timer {i} fired early");
-                    f.lock().unwrap().push((at, i));
-                })),
+                Action::Call(
+                    Box::new(move || {
+                        let now = base.elapsed().as_nanos() as u64;
+                        assert!(now >= at, "timer {i} fired early");
+                        f.lock().unwrap().push((at, i));
+                    }),
+                    TimerState::new(),
+                ),
             );
         }
         let mut total = 0;

@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use crate::park::{park, park_deadline, park_g, Unparker, Waker};
 use crate::spin::{SpinGuard, SpinMutex};
+use crate::timer::TimerState;
 
 mod ring;
 use ring::{PopError, PushError, Ring, Side, MAX_RING};
@@ -258,6 +259,9 @@ struct Chan<T> {
     /// The buffer of a bounded channel with `0 < cap <= MAX_RING`, which then does not use
     /// `inner.buf` (see "Buffered channels" in the module docs).
     ring: Option<Box<Ring<T>>>,
+    /// The timer that feeds a `time::after` or `time::tick` channel: cancelled when the last
+    /// receiver goes, so that an abandoned timer costs nothing until its deadline.
+    timer: Option<Arc<TimerState>>,
 }
 
 impl<T> Chan<T> {
@@ -426,12 +430,47 @@ pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
 }
 
 fn new_chan<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
-    new_chan_with(cap, 0)
+    new_chan_with(cap, 0, None)
+}
+
+/// A receiver that never receives anything and never closes: crossbeam's `never`, Go's nil
+/// channel. A `select!` arm on it is never ready, so an arm can be switched off by putting
+/// `never()` in place of its channel (say, once that channel has closed).
+///
+/// # Examples
+///
+/// ```
+/// use gort_runtime::{chan, select};
+///
+/// let (tx, rx) = chan::bounded::<u32>(1);
+/// drop(tx); // closed: a recv arm on it would always be ready
+/// let mut rx = Some(rx);
+/// let (tx2, rx2) = chan::bounded::<u32>(1);
+/// tx2.send(5).unwrap();
+/// let off = chan::never();
+/// let got = select! {
+///     recv(rx.as_ref().filter(|_| false).unwrap_or(&off)) -> _ => 0,
+///     recv(rx2) -> m => m.unwrap(),
+/// };
+/// assert_eq!(got, 5);
+/// rx = None;
+/// assert!(rx.is_none());
+/// ```
+pub fn never<T>() -> Receiver<T> {
+    // One pinned sender count and no sender handle: nothing can send, and it never closes.
+    let (tx, rx) = new_chan_with(0, 1, None);
+    drop(tx);
+    rx
 }
 
 /// A channel with `pinned` extra sender counts that are never dropped, so it never closes
-/// when its senders go (a timer channel, which like Go's never closes).
-pub(crate) fn new_chan_with<T>(cap: usize, pinned: usize) -> (Sender<T>, Receiver<T>) {
+/// when its senders go (a timer channel, which like Go's never closes), fed by `timer` if
+/// any.
+pub(crate) fn new_chan_with<T>(
+    cap: usize,
+    pinned: usize,
+    timer: Option<Arc<TimerState>>,
+) -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Chan {
         inner: SpinMutex::new(Inner {
             buf: VecDeque::new(),
@@ -444,6 +483,7 @@ pub(crate) fn new_chan_with<T>(cap: usize, pinned: usize) -> (Sender<T>, Receive
         senders: AtomicUsize::new(1 + pinned),
         receivers: AtomicUsize::new(1),
         ring: (cap > 0 && cap <= MAX_RING).then(|| Box::new(Ring::new(cap))),
+        timer,
     });
     (Sender { chan: chan.clone() }, Receiver { chan })
 }
@@ -725,6 +765,11 @@ impl<T> Drop for Receiver<T> {
                 }
             }
             wake_all(wake);
+            if let Some(t) = &self.chan.timer {
+                if t.cancel() {
+                    crate::sched::sched().timers.note_cancelled();
+                }
+            }
         }
     }
 }
