@@ -565,3 +565,174 @@ fn once_runs_once_for_concurrent_callers() {
     }
     assert!(once.is_completed());
 }
+
+/// Go's bounded-parallelism pattern: acquire in the spawner, release in the green thread
+/// (an owned permit moves into it); at most `LIMIT` run at once, every one runs, and all
+/// permits come back. Under 1, 2 and 4 P's.
+fn owned_permits_bound_parallelism() {
+    const LIMIT: usize = 8;
+    const N: usize = 10_000;
+    let sem = Arc::new(Semaphore::new(LIMIT));
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..N)
+        .map(|i| {
+            let permit = if i % 2 == 0 {
+                sem.clone().acquire_owned()
+            } else {
+                sem.clone().acquire_many_owned(1)
+            };
+            assert_eq!(permit.num_permits(), 1);
+            let (running, peak, done) = (running.clone(), peak.clone(), done.clone());
+            gort::go!(move || {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                gort::yield_now();
+                running.fetch_sub(1, Ordering::SeqCst);
+                done.fetch_add(1, Ordering::SeqCst);
+                drop(permit);
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(done.load(Ordering::SeqCst), N);
+    assert!(
+        peak.load(Ordering::SeqCst) <= LIMIT,
+        "{} ran at once",
+        peak.load(Ordering::SeqCst)
+    );
+    assert_eq!(sem.available_permits(), LIMIT);
+    // try and timeout forms, owned.
+    let all = sem.clone().try_acquire_many_owned(LIMIT).unwrap();
+    assert!(sem.clone().try_acquire_owned().is_none());
+    assert!(sem
+        .clone()
+        .acquire_owned_timeout(Duration::from_millis(2))
+        .is_none());
+    assert!(Arc::ptr_eq(all.semaphore(), &sem));
+    drop(all);
+    let p = sem
+        .clone()
+        .acquire_many_owned_timeout(3, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!((p.num_permits(), sem.available_permits()), (3, LIMIT - 3));
+    p.forget();
+    assert_eq!(sem.available_permits(), LIMIT - 3);
+}
+
+#[test]
+fn semaphore_owned_permits() {
+    if is_child("semaphore_owned_permits") {
+        owned_permits_bound_parallelism();
+        return;
+    }
+    for procs in ["1", "2", "4"] {
+        let o = run_child("semaphore_owned_permits", &[("GORT_MAXPROCS", procs)]);
+        assert_success(&o);
+    }
+}
+
+/// Several permits at once: a waiter takes what is free and waits for the rest, holds back
+/// those behind it (FIFO), and gives back what it got if it times out.
+#[test]
+fn semaphore_many_permits() {
+    let sem = Arc::new(Semaphore::new(3));
+    let two = sem.acquire_many(2);
+    assert_eq!(sem.available_permits(), 1);
+    // Times out holding one of the two it needs: gives it back.
+    assert!(sem
+        .acquire_many_timeout(2, Duration::from_millis(5))
+        .is_none());
+    assert_eq!(sem.available_permits(), 1);
+    assert!(sem.try_acquire_many(2).is_none());
+    // A green thread queues for 2: it takes the free one at once (so none is left), and
+    // gets the second from the next release.
+    let (tx, rx) = gort::chan::bounded::<()>(0);
+    let s = sem.clone();
+    let a = gort::go!(move || {
+        let p = s.acquire_many(2);
+        tx.send(()).unwrap();
+        p.num_permits()
+    });
+    while sem.available_permits() != 0 {
+        gort::yield_now();
+    }
+    // Queued: one free permit would not overtake it.
+    assert!(sem.try_acquire().is_none());
+    drop(two);
+    rx.recv().unwrap();
+    assert_eq!(a.join().unwrap(), 2);
+    assert_eq!(sem.available_permits(), 3);
+    assert_eq!(sem.acquire_many(0).num_permits(), 0);
+    assert_eq!(sem.acquire_many(3).num_permits(), 3);
+    assert_eq!(sem.available_permits(), 3);
+}
+
+/// Many waiters that time out leave cheaply and lose no permit: 2,000 green threads wait
+/// with random timeouts on a semaphore whose permits keep circulating; every permit is
+/// accounted for at the end. Under 1, 2 and 4 P's.
+fn semaphore_timeouts_under_load() {
+    const PERMITS: usize = 4;
+    let sem = Arc::new(Semaphore::new(PERMITS));
+    let got = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..2_000u64)
+        .map(|i| {
+            let (sem, got) = (sem.clone(), got.clone());
+            gort::go!(move || {
+                let n = 1 + (i % 3) as usize;
+                let t = Duration::from_micros(50 + (i * 7919) % 2_000);
+                let p = if i % 2 == 0 {
+                    sem.acquire_many_timeout(n, t).map(|p| p.num_permits())
+                } else {
+                    sem.clone()
+                        .acquire_many_owned_timeout(n, t)
+                        .map(|p| p.num_permits())
+                };
+                if p.is_some() {
+                    got.fetch_add(1, Ordering::SeqCst);
+                }
+                gort::yield_now();
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert!(got.load(Ordering::SeqCst) > 0);
+    assert_eq!(sem.available_permits(), PERMITS);
+    // And the queue full of cancelled waiters does not hold back the next acquirer.
+    let blocked = Semaphore::new(0);
+    let hs: Vec<_> = {
+        let blocked = Arc::new(blocked);
+        let hs: Vec<_> = (0..10_000)
+            .map(|_| {
+                let b = blocked.clone();
+                gort::go!(move || b.acquire_timeout(Duration::from_millis(1)).is_none())
+            })
+            .collect();
+        let r: Vec<bool> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        blocked.add_permits(2);
+        assert_eq!(blocked.available_permits(), 2);
+        assert!(blocked.try_acquire_many(2).is_some());
+        r
+    };
+    assert!(hs.into_iter().all(|timed_out| timed_out));
+}
+
+#[test]
+fn semaphore_timeouts_lose_no_permit() {
+    if is_child("semaphore_timeouts_lose_no_permit") {
+        semaphore_timeouts_under_load();
+        return;
+    }
+    for procs in ["1", "2", "4"] {
+        let o = run_child(
+            "semaphore_timeouts_lose_no_permit",
+            &[("GORT_MAXPROCS", procs)],
+        );
+        assert_success(&o);
+    }
+}
