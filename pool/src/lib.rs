@@ -40,7 +40,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Injector, Steal};
 use gort_runtime::sync::{Condvar, Mutex};
@@ -64,7 +64,8 @@ pub enum PoolError {
     Overload,
     /// The pool was released (`release`/`release_timeout`) and not rebooted.
     Closed,
-    /// `release_timeout`: running tasks did not all finish in time.
+    /// `release_timeout`: running tasks did not all finish in time; `submit_timeout`: no
+    /// worker took the task in time.
     Timeout,
     /// A capacity of zero was asked for (`Pool::new(0)`, `capacity(0)`, `tune(0)`); an
     /// unlimited pool is `Pool::builder().unlimited()`.
@@ -76,7 +77,7 @@ impl fmt::Display for PoolError {
         f.write_str(match self {
             PoolError::Overload => "gort pool is overloaded: no worker free and no room to wait",
             PoolError::Closed => "gort pool is closed",
-            PoolError::Timeout => "timed out waiting for the pool's running tasks",
+            PoolError::Timeout => "timed out (waiting for a worker, or for the running tasks)",
             PoolError::InvalidCapacity => {
                 "invalid pool capacity: 0 (use the builder's unlimited() for no limit)"
             }
@@ -177,6 +178,22 @@ impl Mailbox {
         self.settle(state);
         // The slot is shared (`Arc`): alive after `settle`.
         self.waiter.unpark();
+    }
+
+    /// `wait` until `deadline`: `None` if the state is still `WAITING` then.
+    fn wait_until(&self, deadline: Instant) -> Option<u8> {
+        loop {
+            // Acquire: pairs with the Release store in `settle`.
+            let s = self.state.load(Ordering::Acquire);
+            if s != WAITING {
+                return Some(s);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            gort_runtime::park_timeout(deadline - now);
+        }
     }
 
     /// The worker's side of `hand` and `look`: waits to be woken.
@@ -727,10 +744,35 @@ impl Pool {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.submit_task(Task::new(task))
+        self.submit_task(Task::new(task), None)
     }
 
-    fn submit_task(&self, task: Task) -> Result<(), PoolError> {
+    /// [`submit`](Pool::submit), waiting at most `timeout` for a worker when the pool is at
+    /// capacity: `Err(PoolError::Timeout)` then, and the task is dropped unrun. (Below
+    /// capacity, and for a non-blocking pool, the same as `submit`.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gort_pool::{Pool, PoolError};
+    /// use std::time::Duration;
+    ///
+    /// let pool = Pool::new(1).unwrap();
+    /// let (tx, rx) = gort_runtime::chan::bounded::<()>(0);
+    /// pool.submit(move || rx.recv().unwrap()).unwrap(); // the one worker is busy
+    /// assert_eq!(pool.submit_timeout(|| (), Duration::from_millis(5)), Err(PoolError::Timeout));
+    /// tx.send(()).unwrap();
+    /// assert_eq!(pool.submit_timeout(|| (), Duration::from_secs(10)), Ok(()));
+    /// ```
+    pub fn submit_timeout<F>(&self, task: F, timeout: Duration) -> Result<(), PoolError>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let deadline = Instant::now().checked_add(timeout);
+        self.submit_task(Task::new(task), deadline)
+    }
+
+    fn submit_task(&self, task: Task, deadline: Option<Instant>) -> Result<(), PoolError> {
         let inner = &*self.inner;
         let mut st = inner.lock();
         if st.closed {
@@ -786,7 +828,7 @@ impl Pool {
                     if helper.is_none() && wake {
                         b.spinning.store(false, Ordering::Relaxed);
                     }
-                    return wait_for_worker(inner, st, task, || look(helper));
+                    return wait_for_worker(inner, st, task, deadline, || look(helper));
                 }
                 // (`wake` implies one of the two branches above.)
             }
@@ -806,7 +848,7 @@ impl Pool {
         if inner.nonblocking || !room {
             return Err(PoolError::Overload);
         }
-        wait_for_worker(inner, st, task, || ())
+        wait_for_worker(inner, st, task, deadline, || ())
     }
 
     /// Starts the scavenger of `generation` (if purging is on): it retires expired idle
@@ -1002,11 +1044,13 @@ impl Drop for Pool {
 
 /// Queues the submitter (holding the pool lock, `st`) with its task until a worker takes
 /// the task (to run it, or into the backlog) or the pool closes.
-/// `then` runs once the lock is dropped.
+/// `then` runs once the lock is dropped. With a `deadline`, gives up then: takes the
+/// submitter off the queue (the task is dropped unrun) and returns `Timeout`.
 fn wait_for_worker(
     inner: &Inner,
     mut st: MutexGuard<'_, State>,
     task: Task,
+    deadline: Option<Instant>,
     then: impl FnOnce(),
 ) -> Result<(), PoolError> {
     let waiter = Mailbox::new(Some(task));
@@ -1019,7 +1063,25 @@ fn wait_for_worker(
         // the pool busy, a worker usually comes free within microseconds.
         spin_while_waiting(&waiter.state);
     }
-    match waiter.wait() {
+    let outcome = match deadline {
+        None => waiter.wait(),
+        Some(d) => match waiter.wait_until(d) {
+            Some(s) => s,
+            None => {
+                // Off the queue, unless a worker or `release` took us off just now.
+                let mut st = inner.lock();
+                if let Some(i) = st.waiters.iter().position(|w| std::ptr::eq(w.0, &waiter)) {
+                    st.waiters.remove(i);
+                    inner.set_waiting(&st);
+                    // The task is dropped with the mailbox, unrun.
+                    return Err(PoolError::Timeout);
+                }
+                drop(st);
+                waiter.wait()
+            }
+        },
+    };
+    match outcome {
         TAKEN => Ok(()),
         // Closed: the task is dropped with the mailbox, unrun.
         _ => Err(PoolError::Closed),

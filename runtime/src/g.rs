@@ -24,6 +24,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::thread;
+use std::time::Instant;
 
 use corosensei::{Coroutine, Yielder};
 
@@ -491,6 +492,54 @@ impl G {
         // SAFETY: J_DONE seen with Acquire: the slot holds a `thread::Result<T>`, which is
         // now the handle's; the G will not touch it again.
         unsafe { slot_take::<thread::Result<T>>(self.slot.get()) }
+    }
+
+    /// `join`, waiting until `deadline` at most: `None` if the G is still running then (the
+    /// join word is back to J_RUNNING and the handle may join again or detach).
+    ///
+    /// # Safety
+    /// As `join`; on `None` the caller keeps the handle.
+    pub(crate) unsafe fn join_until<T>(&self, deadline: Instant) -> Option<thread::Result<T>> {
+        // Acquire: pairs with the Release swap to J_DONE.
+        if self.join.load(Ordering::Acquire) != J_DONE {
+            // SAFETY: nobody reads `joiner` before we publish J_WAITING.
+            unsafe { *self.joiner.get() = Some(Unparker::current()) };
+            // As in `join`.
+            if self
+                .join
+                .compare_exchange(J_RUNNING, J_WAITING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                while self.join.load(Ordering::Acquire) != J_DONE {
+                    if Instant::now() >= deadline {
+                        // Withdraw: back to J_RUNNING unless the G finished just now. Acquire
+                        // on failure: J_DONE, take the result as `join` does.
+                        if self
+                            .join
+                            .compare_exchange(
+                                J_WAITING,
+                                J_RUNNING,
+                                Ordering::Relaxed,
+                                Ordering::Acquire,
+                            )
+                            .is_ok()
+                        {
+                            // SAFETY: J_WAITING withdrawn before the G swapped in J_DONE, so
+                            // it never read `joiner`, and will not (it sees J_RUNNING).
+                            drop(unsafe { (*self.joiner.get()).take() });
+                            return None;
+                        }
+                        break;
+                    }
+                    crate::park::park_deadline(deadline);
+                }
+            } else {
+                // SAFETY: still ours: J_WAITING was never published.
+                drop(unsafe { (*self.joiner.get()).take() });
+            }
+        }
+        // SAFETY: as in `join`.
+        Some(unsafe { slot_take::<thread::Result<T>>(self.slot.get()) })
     }
 
     /// The join handle is dropped without joining.

@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::config::{MAX_STACK_SIZE, MIN_STACK_SIZE};
 use crate::g::GRef;
@@ -38,6 +39,37 @@ impl<T> JoinHandle<T> {
         // SAFETY: the handle's G was spawned with a closure returning T; `join` takes the
         // handle by value, so this is the one join, and `Drop` will not detach.
         unsafe { g.join::<T>() }
+    }
+
+    /// [`join`](JoinHandle::join), waiting at most `timeout`: `Err` gives the handle back
+    /// if the green thread has not finished by then (join again later, or drop it to
+    /// detach).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let (tx, rx) = gort_runtime::chan::bounded::<()>(0);
+    /// let h = gort_runtime::go!(move || rx.recv().is_ok());
+    /// let h = h.join_timeout(Duration::from_millis(5)).unwrap_err(); // still waiting
+    /// tx.send(()).unwrap();
+    /// assert!(h.join_timeout(Duration::from_secs(10)).ok().unwrap().unwrap());
+    /// ```
+    pub fn join_timeout(mut self, timeout: Duration) -> Result<thread::Result<T>, JoinHandle<T>> {
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            return Ok(self.join());
+        };
+        let g = self.g.take().expect("a JoinHandle is joined once");
+        // SAFETY: as in `join`; on timeout the handle keeps the G (put back below), so a
+        // later join or the drop's detach is still the one departure.
+        match unsafe { g.join_until::<T>(deadline) } {
+            Some(r) => Ok(r),
+            None => {
+                self.g = Some(g);
+                Err(self)
+            }
+        }
     }
 
     /// Whether the green thread has finished (its result is ready; `join` will not block).

@@ -4,13 +4,20 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
 
 use super::waiter::{lock, Node};
 
-/// Bits of the state word: the count in the high half, the number of registered waiters
-/// in the low half (Go's `sync.WaitGroup` packs the same two numbers).
+/// Bits of the state word: the count in the high half; in the low half, the number of
+/// registered waiters (24 bits) and a round number (8 bits), bumped by the `add` that takes
+/// the count from zero. (Go's `sync.WaitGroup` packs the count and the waiters the same way.)
+/// The round lets a waiter that times out tell, under the lock, whether the count has been
+/// through zero since it registered (then a release for it is under way and it must not
+/// leave the list, whose first `n` nodes that release is about to signal).
 const COUNT_ONE: u64 = 1 << 32;
-const WAITERS_MASK: u64 = COUNT_ONE - 1;
+const COUNT_MAX: u64 = u32::MAX as u64;
+const WAITERS_MASK: u64 = (1 << 24) - 1;
+const ROUND_SHIFT: u32 = 24;
 
 struct WgInner {
     state: AtomicU64,
@@ -91,15 +98,33 @@ impl WaitGroup {
         if n == 0 {
             return;
         }
-        let Some(delta) = u64::try_from(n).ok().filter(|d| *d <= WAITERS_MASK) else {
+        let Some(delta) = u64::try_from(n).ok().filter(|d| *d <= COUNT_MAX) else {
             panic!("gort::sync::WaitGroup::add: counter overflow");
         };
-        // Relaxed: adding publishes nothing; the `done` that takes the count back to zero
-        // is what waiters synchronise with (an RMW keeps the release sequence going).
-        let old = self.inner.state.fetch_add(delta << 32, Ordering::Relaxed);
-        if (old >> 32) + delta > WAITERS_MASK {
-            self.inner.state.fetch_sub(delta << 32, Ordering::Relaxed);
-            panic!("gort::sync::WaitGroup::add: counter overflow");
+        let mut s = self.inner.state.load(Ordering::Relaxed);
+        loop {
+            let count = s >> 32;
+            if count + delta > COUNT_MAX {
+                panic!("gort::sync::WaitGroup::add: counter overflow");
+            }
+            // From zero: a new round.
+            let low = if count == 0 {
+                let round = ((s >> ROUND_SHIFT) + 1) & 0xFF;
+                (round << ROUND_SHIFT) | (s & WAITERS_MASK)
+            } else {
+                s & COUNT_MAX
+            };
+            // Relaxed: adding publishes nothing; the `done` that takes the count back to
+            // zero is what waiters synchronise with (an RMW keeps the release sequence going).
+            match self.inner.state.compare_exchange_weak(
+                s,
+                ((count + delta) << 32) | low,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => s = now,
+            }
         }
     }
 
@@ -143,16 +168,71 @@ impl WaitGroup {
 
     /// Parks until the count is zero (returns at once if it is).
     pub fn wait(&self) {
+        if let Some((node, _)) = self.register() {
+            node.wait();
+        }
+    }
+
+    /// [`wait`](WaitGroup::wait), for at most `timeout`: true if the count reached zero,
+    /// false if it had not by then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gort_runtime::sync::WaitGroup;
+    /// use std::time::Duration;
+    ///
+    /// let wg = WaitGroup::new();
+    /// wg.add(1);
+    /// assert!(!wg.wait_timeout(Duration::from_millis(5)));
+    /// wg.done();
+    /// assert!(wg.wait_timeout(Duration::from_millis(5)));
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let Some((node, round)) = self.register() else {
+            return true;
+        };
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            node.wait();
+            return true;
+        };
+        if node.wait_until(deadline) {
+            return true;
+        }
+        // Withdraw, under the lock that keeps the list and the waiter count together, if the
+        // count has not been through zero since we registered (same round, count not zero):
+        // then no release counts us, and we leave the list and the count.
+        let mut q = lock(&self.inner.waiters);
+        // Acquire: as in `wait`, for the case where we report the count at zero.
+        let s = self.inner.state.load(Ordering::Acquire);
+        if s >> 32 != 0 && (s >> ROUND_SHIFT) & 0xFF == round {
+            if let Some(i) = q.iter().position(|n| Arc::ptr_eq(n, &node)) {
+                q.remove(i);
+                self.inner.state.fetch_sub(1, Ordering::Relaxed);
+                return false;
+            }
+        }
+        // The count went through zero after we registered: our release is done or under
+        // way (its signal may still arrive, harmlessly, as a spurious wake-up).
+        true
+    }
+
+    /// Registers the caller as a waiter: `None` if the count is zero already, else its node
+    /// and the round it registered in.
+    fn register(&self) -> Option<(Arc<Node>, u64)> {
         // Acquire: pairs with the Release of the `done` that took the count to zero.
         if self.inner.state.load(Ordering::Acquire) >> 32 == 0 {
-            return;
+            return None;
         }
         let node = {
             let mut q = lock(&self.inner.waiters);
             let mut s = self.inner.state.load(Ordering::Acquire);
             loop {
                 if s >> 32 == 0 {
-                    return;
+                    return None;
+                }
+                if s & WAITERS_MASK == WAITERS_MASK {
+                    panic!("gort::sync::WaitGroup::wait: more than 16,777,215 waiters");
                 }
                 // Acquire on both outcomes: as the load above. Under the lock, so that the
                 // list and the low half move together (see `WgInner`).
@@ -168,9 +248,9 @@ impl WaitGroup {
             }
             let n = Node::new();
             q.push_back(n.clone());
-            n
+            (n, (s >> ROUND_SHIFT) & 0xFF)
         };
-        node.wait();
+        Some(node)
     }
 
     /// The current count.
