@@ -104,3 +104,75 @@ fn unjoined_panic_message_reaches_stderr() {
     assert_success(&o);
     assert!(stderr(&o).contains("nobody joins me"), "{}", stderr(&o));
 }
+
+/// `gort::current()` names the green thread, on an M and inside `blocking`; a plain thread
+/// has none.
+#[test]
+fn current_names_the_green_thread() {
+    assert!(gort::current().is_none());
+    assert!(std::thread::spawn(gort::current).join().unwrap().is_none());
+    let h = gort::Builder::new()
+        .name("named-one".to_string())
+        .spawn(|| {
+            let me = gort::current().unwrap();
+            let inside = gort::blocking(gort::current).unwrap();
+            gort::yield_now();
+            let later = gort::current().unwrap();
+            assert_eq!(me, inside);
+            assert_eq!(me, later);
+            (me.id(), me.name().map(str::to_owned), me.to_string())
+        })
+        .unwrap();
+    let id = h.id();
+    let (got_id, name, shown) = h.join().unwrap();
+    assert_eq!((got_id, name.as_deref()), (id, Some("named-one")));
+    assert_eq!(shown, format!("#{id} 'named-one'"));
+    // Unnamed, and distinct ids.
+    let ids: Vec<u64> = (0..100)
+        .map(|_| gort::go!(|| gort::current().unwrap()))
+        .map(|h| {
+            let id = h.id();
+            let me = h.join().unwrap();
+            assert_eq!((me.id(), me.name()), (id, None));
+            id
+        })
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), ids.len());
+}
+
+/// A panic in a green thread prints std's message (which names the OS thread) and then a
+/// line naming the green thread.
+#[test]
+fn panic_message_names_the_green_thread() {
+    if is_child("panic_message_names_the_green_thread") {
+        let h = gort::Builder::new()
+            .name("doomed".to_string())
+            .spawn(|| panic!("boom-in-a-green-thread"))
+            .unwrap();
+        let id = h.id();
+        assert!(h.join().is_err());
+        println!("id={id}");
+        return;
+    }
+    let o = run_child("panic_message_names_the_green_thread", &[]);
+    assert_success(&o);
+    let (out, err) = (stdout(&o), stderr(&o));
+    let id = out
+        .split("id=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap();
+    assert!(
+        err.contains("panicked at") && err.contains("boom-in-a-green-thread"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "gort: the panic above is in green thread #{id} 'doomed'"
+        )),
+        "{err}"
+    );
+}

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -141,6 +142,86 @@ macro_rules! go {
     ($f:expr $(,)?) => {
         $crate::spawn($f)
     };
+}
+
+/// A green thread, as [`current`] describes it: its id and its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GreenThread {
+    id: u64,
+    name: Option<Arc<str>>,
+}
+
+impl GreenThread {
+    /// The id: unique among all green threads of the process, never 0 (the same as
+    /// [`JoinHandle::id`]).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The name given with [`Builder::name`], if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+impl fmt::Display for GreenThread {
+    /// `#7`, or `#7 'worker'` for a named one.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "#{} '{}'", self.id, n),
+            None => write!(f, "#{}", self.id),
+        }
+    }
+}
+
+/// The green thread the caller runs on (also inside [`blocking`](crate::blocking)); `None`
+/// on a plain OS thread.
+///
+/// # Examples
+///
+/// ```
+/// assert!(gort_runtime::current().is_none()); // main is an OS thread
+/// let h = gort_runtime::Builder::new()
+///     .name("worker".to_string())
+///     .spawn(|| {
+///         let me = gort_runtime::current().unwrap();
+///         (me.id(), me.name().map(str::to_owned))
+///     })
+///     .unwrap();
+/// let id = h.id();
+/// assert_eq!(h.join().unwrap(), (id, Some("worker".to_string())));
+/// ```
+pub fn current() -> Option<GreenThread> {
+    let g = crate::sched::current_or_blocking_g();
+    if g.is_null() {
+        return None;
+    }
+    // SAFETY: the G running on (or blocked in `blocking` on) this thread is alive, and its
+    // owned fields are ours: we are its code.
+    let (id, name) = unsafe {
+        (
+            (*g).id(),
+            (*g).owned().name.as_deref().map(|n| Arc::from(n.as_str())),
+        )
+    };
+    Some(GreenThread { id, name })
+}
+
+/// Wraps the panic hook in place when the runtime starts (unless a panic is under way, when
+/// the hook cannot be changed): after whatever the previous hook prints — std's message
+/// names the OS thread, `gort-m0`, which means nothing to the user — one line names the
+/// green thread that panicked. A hook set later replaces this one.
+pub(crate) fn install_panic_note() {
+    if std::thread::panicking() {
+        return;
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        if let Some(g) = current() {
+            eprintln!("gort: the panic above is in green thread {g}");
+        }
+    }));
 }
 
 /// Green-thread factory with a name and a stack size, like `std::thread::Builder`.

@@ -27,8 +27,8 @@ pub mod time;
 mod timer;
 mod unwind;
 
+pub use join::{current, spawn, Builder, GreenThread, JoinHandle};
 pub use join::{idle_procs, is_green_thread, max_procs, num_green_threads, yield_now};
-pub use join::{spawn, Builder, JoinHandle};
 pub use parking::{park, park_timeout, Unparker};
 pub use sysmon::{blocking, stats, Stats};
 pub use time::sleep;

@@ -295,7 +295,10 @@ static SCHED: OnceLock<Sched> = OnceLock::new();
 
 /// The scheduler, started on first use.
 pub(crate) fn sched() -> &'static Sched {
-    SCHED.get_or_init(|| Sched::new(Config::from_env()))
+    SCHED.get_or_init(|| {
+        crate::join::install_panic_note();
+        Sched::new(Config::from_env())
+    })
 }
 
 thread_local! {
@@ -347,6 +350,16 @@ pub(crate) fn can_spin(iter: u32) -> bool {
 #[inline(never)]
 pub(crate) fn current_g() -> *const G {
     CUR_G.with(|c| c.get())
+}
+
+/// The G running on this thread, or inside `blocking` on it; null on a plain thread.
+pub(crate) fn current_or_blocking_g() -> *const G {
+    let g = current_g();
+    if g.is_null() {
+        BLOCKING_G.with(|c| c.get())
+    } else {
+        g
+    }
 }
 
 /// `current_g` for the signal handler: null if the thread-local is already gone.
