@@ -16,6 +16,7 @@ pub mod net;
 mod park;
 mod parking;
 mod sched;
+mod scope;
 mod select;
 mod shrink;
 mod signal;
@@ -30,6 +31,7 @@ mod unwind;
 pub use join::{current, spawn, Builder, GreenThread, JoinHandle};
 pub use join::{idle_procs, is_green_thread, max_procs, num_green_threads, yield_now};
 pub use parking::{park, park_timeout, Unparker};
+pub use scope::{scope, Scope, ScopedJoinHandle};
 pub use sysmon::{blocking, stats, Stats};
 pub use time::sleep;
 
