@@ -736,3 +736,72 @@ fn semaphore_timeouts_lose_no_permit() {
         assert_success(&o);
     }
 }
+
+/// OnceLock / LazyLock under contention: the initialiser runs once, waiters park (a
+/// slow initialiser that parks does not hold anyone's P), everyone sees the one value; a
+/// panicking initialiser leaves the cell empty and a waiter initialises it instead.
+fn once_lock_contention() {
+    use gort::sync::{LazyLock, OnceLock};
+    let cell = Arc::new(OnceLock::<usize>::new());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..1_000)
+        .map(|i| {
+            let (cell, runs) = (cell.clone(), runs.clone());
+            gort::go!(move || {
+                *cell.get_or_init(|| {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    gort::sleep(Duration::from_millis(5)); // parks: the others wait parked
+                    1_000 + i
+                })
+            })
+        })
+        .collect();
+    let vals: Vec<usize> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert!(vals.iter().all(|v| *v == vals[0]));
+    assert_eq!(cell.get(), Some(&vals[0]));
+    assert_eq!(cell.set(7), Err(7));
+    // From OS threads too.
+    let c2 = Arc::new(OnceLock::<String>::new());
+    let ts: Vec<_> = (0..8)
+        .map(|_| {
+            let c2 = c2.clone();
+            std::thread::spawn(move || c2.get_or_init(|| "x".repeat(3)).clone())
+        })
+        .collect();
+    assert!(ts.into_iter().all(|t| t.join().unwrap() == "xxx"));
+    // A panicking initialiser: the cell stays empty; the next caller initialises it.
+    let c3 = Arc::new(OnceLock::<u32>::new());
+    let c = c3.clone();
+    let r = gort::go!(move || *c.get_or_init(|| panic!("once-lock-quiet"))).join();
+    assert!(r.is_err());
+    assert!(c3.get().is_none());
+    assert_eq!(*c3.get_or_init(|| 9), 9);
+    let mut owned = Arc::try_unwrap(c3).unwrap();
+    assert_eq!(owned.take(), Some(9));
+    assert!(owned.get().is_none());
+    // LazyLock: initialised once, by whichever green thread comes first.
+    static LAZY_RUNS: AtomicUsize = AtomicUsize::new(0);
+    static LAZY: LazyLock<Vec<u32>> = LazyLock::new(|| {
+        LAZY_RUNS.fetch_add(1, Ordering::SeqCst);
+        gort::yield_now();
+        (0..100).collect()
+    });
+    let hs: Vec<_> = (0..500).map(|i| gort::go!(move || LAZY[i % 100])).collect();
+    let sum: u32 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(sum, 5 * (0..100).sum::<u32>());
+    assert_eq!(LAZY_RUNS.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn once_lock_and_lazy_lock() {
+    if is_child("once_lock_and_lazy_lock") {
+        std::panic::set_hook(Box::new(|_| {}));
+        once_lock_contention();
+        return;
+    }
+    for procs in ["1", "2", "4"] {
+        let o = run_child("once_lock_and_lazy_lock", &[("GORT_MAXPROCS", procs)]);
+        assert_success(&o);
+    }
+}
