@@ -542,6 +542,57 @@ impl G {
         Some(unsafe { slot_take::<thread::Result<T>>(self.slot.get()) })
     }
 
+    /// An async joiner's poll: true if the G has finished (take the result with `join`);
+    /// else `waker` is registered as the joiner (replacing the one registered by an
+    /// earlier poll, if `registered`), to be woken when the G finishes.
+    ///
+    /// # Safety
+    /// Called by the holder of the join handle, which has not joined.
+    pub(crate) unsafe fn poll_join(&self, waker: &std::task::Waker, registered: &mut bool) -> bool {
+        if *registered {
+            // SAFETY: ours to withdraw (see `withdraw_joiner`).
+            if !unsafe { self.withdraw_joiner() } {
+                return true;
+            }
+            *registered = false;
+        }
+        // SAFETY: nobody reads `joiner` before we publish J_WAITING.
+        unsafe { *self.joiner.get() = Some(Unparker::Task(Box::new(waker.clone()))) };
+        // As in `join`.
+        if self
+            .join
+            .compare_exchange(J_RUNNING, J_WAITING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            *registered = true;
+            false
+        } else {
+            // SAFETY: still ours: J_WAITING was never published.
+            drop(unsafe { (*self.joiner.get()).take() });
+            true
+        }
+    }
+
+    /// Takes back a joiner registered by `poll_join`: back to J_RUNNING. False if the G
+    /// finished first (J_DONE: it has taken the joiner to wake it).
+    ///
+    /// # Safety
+    /// Called by the holder of the join handle, after a `poll_join` that registered.
+    pub(crate) unsafe fn withdraw_joiner(&self) -> bool {
+        // Acquire on failure: J_DONE, the result may be taken next.
+        if self
+            .join
+            .compare_exchange(J_WAITING, J_RUNNING, Ordering::Relaxed, Ordering::Acquire)
+            .is_ok()
+        {
+            // SAFETY: withdrawn before the G swapped in J_DONE: it never read `joiner`.
+            drop(unsafe { (*self.joiner.get()).take() });
+            true
+        } else {
+            false
+        }
+    }
+
     /// The join handle is dropped without joining.
     ///
     /// # Safety

@@ -73,6 +73,18 @@ impl<T> JoinHandle<T> {
         }
     }
 
+    /// The G, unless joined (for `JoinFuture`).
+    pub(crate) fn g_ref(&self) -> Option<&GRef> {
+        self.g.as_ref()
+    }
+
+    /// Joins a G known to have finished (for `JoinFuture`; does not block).
+    pub(crate) fn take_join(&mut self) -> thread::Result<T> {
+        let g = self.g.take().expect("a JoinHandle is joined once");
+        // SAFETY: as in `join`: the one join, and `Drop` will not detach (`g` is taken).
+        unsafe { g.join::<T>() }
+    }
+
     /// Whether the green thread has finished (its result is ready; `join` will not block).
     pub fn is_finished(&self) -> bool {
         self.g.as_ref().is_some_and(|g| g.is_finished())

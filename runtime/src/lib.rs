@@ -10,6 +10,7 @@
 
 pub mod chan;
 mod config;
+mod future;
 mod g;
 mod join;
 pub mod net;
@@ -28,6 +29,7 @@ pub mod time;
 mod timer;
 mod unwind;
 
+pub use future::{block_on, JoinFuture};
 pub use join::{current, spawn, Builder, GreenThread, JoinHandle};
 pub use join::{idle_procs, is_green_thread, max_procs, num_green_threads, yield_now};
 pub use parking::{park, park_timeout, Unparker};

@@ -77,6 +77,9 @@ pub(crate) enum Unparker {
     G(GRef),
     /// An OS thread outside the runtime.
     Thread(Thread),
+    /// An async task (a `JoinHandle` awaited from async code): its waker is woken (boxed:
+    /// the G keeps an `Option<Unparker>`, which stays two words).
+    Task(Box<std::task::Waker>),
 }
 
 impl Unparker {
@@ -100,6 +103,7 @@ impl Unparker {
     pub(crate) fn unpark(&self, run_next: bool) {
         match self {
             Unparker::Thread(t) => t.unpark(),
+            Unparker::Task(w) => w.wake_by_ref(),
             Unparker::G(g) => {
                 if unpark_g(g) {
                     // SAFETY: we won PARKED -> ACTIVE: the reference the G kept when it
@@ -117,6 +121,7 @@ impl Unparker {
     pub(crate) fn unpark_into(self, out: &mut Vec<GRef>) {
         match self {
             Unparker::Thread(t) => t.unpark(),
+            Unparker::Task(w) => (*w).wake(),
             Unparker::G(g) => {
                 if unpark_g(&g) {
                     // SAFETY: as in `unpark`: the reference the G kept when it parked.

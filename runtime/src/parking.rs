@@ -74,6 +74,7 @@ impl fmt::Debug for Unparker {
         match &self.inner {
             imp::Unparker::G(g) => f.debug_tuple("Unparker::G").field(&g.id()).finish(),
             imp::Unparker::Thread(t) => f.debug_tuple("Unparker::Thread").field(&t.id()).finish(),
+            imp::Unparker::Task(_) => f.write_str("Unparker::Task"),
         }
     }
 }
