@@ -10,6 +10,7 @@
 
 pub mod chan;
 mod config;
+pub mod context;
 mod future;
 mod g;
 mod join;

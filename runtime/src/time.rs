@@ -139,7 +139,11 @@ fn schedule_tick(when: Instant, period: Duration, tx: Sender<Instant>, state: Ar
 }
 
 /// Adds a callback timer, cancelled with `state`, making sure an M will fire it.
-fn add_timer_unless(when: Instant, f: impl FnOnce() + Send + 'static, state: Arc<TimerState>) {
+pub(crate) fn add_timer_unless(
+    when: Instant,
+    f: impl FnOnce() + Send + 'static,
+    state: Arc<TimerState>,
+) {
     let s = sched();
     if s.timers.add(when, Action::Call(Box::new(f), state)) {
         s.wakep(true);
