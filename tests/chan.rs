@@ -3,7 +3,7 @@ mod common;
 use common::*;
 
 use gort::chan::{self, RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -637,4 +637,85 @@ fn huge_bounded_capacity_keeps_a_growing_buffer() {
         drop(tx);
         assert_eq!(rx.recv(), Err(RecvError));
     }
+}
+
+/// crossbeam-channel's API where gort lacked it: `is_full`, `same_channel`, unwind safety,
+/// `after(0)` ready at once, `select_biased!`.
+#[test]
+fn crossbeam_compat_odds_and_ends() {
+    use gort::{select, select_biased, time};
+    let (tx, rx) = chan::bounded::<u32>(2);
+    assert!(!tx.is_full() && !rx.is_full());
+    tx.send(1).unwrap();
+    tx.send(2).unwrap();
+    assert!(tx.is_full() && rx.is_full());
+    let (tx0, rx0) = chan::bounded::<u32>(0);
+    assert!(tx0.is_full() && rx0.is_full());
+    let (txu, rxu) = chan::unbounded::<u32>();
+    assert!(!txu.is_full() && !rxu.is_full());
+    assert!(tx.same_channel(&tx.clone()) && rx.same_channel(&rx.clone()));
+    assert!(!tx.same_channel(&tx0) && !rxu.same_channel(&rx0));
+
+    fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>(_: &T) {}
+    unwind_safe(&tx);
+    unwind_safe(&rx);
+
+    // after(0) is ready at once; two such arms split about evenly (Go's random choice).
+    assert!(time::after(std::time::Duration::ZERO).try_recv().is_ok());
+    let (mut a, mut b) = (0, 0);
+    for _ in 0..1_000 {
+        select! {
+            recv(time::after(std::time::Duration::ZERO)) -> _ => a += 1,
+            recv(time::after(std::time::Duration::ZERO)) -> _ => b += 1,
+        }
+    }
+    assert!(a > 300 && b > 300, "{a} / {b}");
+
+    // select_biased!: of ready arms, the first written wins, every time.
+    for _ in 0..100 {
+        let v = select_biased! {
+            recv(rx) -> m => m.unwrap(),
+            recv(time::after(std::time::Duration::ZERO)) -> _ => 0,
+        };
+        assert_ne!(v, 0);
+        if rx.is_empty() {
+            tx.send(3).unwrap();
+        }
+    }
+}
+
+/// A channel dropped with buffered values whose `Drop` panics: every value is dropped, one
+/// panic comes out of the last handle's drop, and the process does not abort (ring,
+/// growable buffer).
+#[test]
+fn panicking_buffered_values_are_all_dropped() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+            std::panic::panic_any("bomb-quiet");
+        }
+    }
+    std::panic::set_hook(Box::new(|_| {}));
+    for cap in [Some(4), None, Some(2 << 20)] {
+        DROPS.store(0, Ordering::SeqCst);
+        let (tx, rx) = match cap {
+            Some(c) => chan::bounded::<Bomb>(c),
+            None => chan::unbounded::<Bomb>(),
+        };
+        for _ in 0..3 {
+            tx.send(Bomb).unwrap();
+        }
+        drop(tx);
+        let r = catch_unwind(AssertUnwindSafe(move || drop(rx)));
+        assert!(r.is_err(), "one panic comes out");
+        assert_eq!(
+            DROPS.load(Ordering::SeqCst),
+            3,
+            "every value dropped, cap {cap:?}"
+        );
+    }
+    let _ = std::panic::take_hook();
 }

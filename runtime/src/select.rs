@@ -57,7 +57,33 @@
 #[macro_export]
 macro_rules! select {
     ($($tokens:tt)*) => {
-        $crate::__select_parse!(@cases [] @default [] $($tokens)*)
+        $crate::__select_parse!(@cases new [] @default [] $($tokens)*)
+    };
+}
+
+/// [`select!`], but when several operations are ready the first of them in the order
+/// written wins (crossbeam's `select_biased!`; Go has no such form). With no `default`, it
+/// still parks on all of them at once.
+///
+/// # Examples
+///
+/// ```
+/// use gort_runtime::{chan, select_biased};
+///
+/// let (tx1, rx1) = chan::bounded::<u32>(1);
+/// let (tx2, rx2) = chan::bounded::<u32>(1);
+/// tx1.send(1).unwrap();
+/// tx2.send(2).unwrap();
+/// let first = select_biased! {
+///     recv(rx2) -> m => m.unwrap(),
+///     recv(rx1) -> m => m.unwrap(),
+/// };
+/// assert_eq!(first, 2);
+/// ```
+#[macro_export]
+macro_rules! select_biased {
+    ($($tokens:tt)*) => {
+        $crate::__select_parse!(@cases new_biased [] @default [] $($tokens)*)
     };
 }
 
@@ -70,61 +96,61 @@ macro_rules! select {
 #[macro_export]
 macro_rules! __select_parse {
     // Heads.
-    (@cases [$($c:tt)*] @default [$($d:tt)*]
+    (@cases $new:ident [$($c:tt)*] @default [$($d:tt)*]
         recv($r:expr $(,)?) -> $p:pat => $($rest:tt)*) => {
-        $crate::__select_parse!(@body [$($c)*] [$($d)*] [recv ($r) ($p)] $($rest)*)
+        $crate::__select_parse!(@body $new [$($c)*] [$($d)*] [recv ($r) ($p)] $($rest)*)
     };
-    (@cases [$($c:tt)*] @default [$($d:tt)*]
+    (@cases $new:ident [$($c:tt)*] @default [$($d:tt)*]
         send($s:expr, $v:expr $(,)?) -> $p:pat => $($rest:tt)*) => {
-        $crate::__select_parse!(@body [$($c)*] [$($d)*] [send ($s, $v) ($p)] $($rest)*)
+        $crate::__select_parse!(@body $new [$($c)*] [$($d)*] [send ($s, $v) ($p)] $($rest)*)
     };
-    (@cases [$($c:tt)*] @default []
+    (@cases $new:ident [$($c:tt)*] @default []
         default $(())? => $($rest:tt)*) => {
-        $crate::__select_parse!(@dbody [$($c)*] [now] $($rest)*)
+        $crate::__select_parse!(@dbody $new [$($c)*] [now] $($rest)*)
     };
-    (@cases [$($c:tt)*] @default []
+    (@cases $new:ident [$($c:tt)*] @default []
         default($t:expr $(,)?) => $($rest:tt)*) => {
-        $crate::__select_parse!(@dbody [$($c)*] [($t)] $($rest)*)
+        $crate::__select_parse!(@dbody $new [$($c)*] [($t)] $($rest)*)
     };
-    (@cases [$($c:tt)*] @default [$($d:tt)+] default $($rest:tt)*) => {
+    (@cases $new:ident [$($c:tt)*] @default [$($d:tt)+] default $($rest:tt)*) => {
         ::core::compile_error!("select! takes at most one `default` arm")
     };
     // Bodies of recv and send arms.
-    (@body [$($c:tt)*] [$($d:tt)*] [$kind:ident ($($args:tt)*) ($p:pat)]
+    (@body $new:ident [$($c:tt)*] [$($d:tt)*] [$kind:ident ($($args:tt)*) ($p:pat)]
         $body:block, $($rest:tt)*) => {
-        $crate::__select_parse!(@cases [$($c)* [$kind ($($args)*) __out __idx __ch ($p) $body]] @default [$($d)*] $($rest)*)
+        $crate::__select_parse!(@cases $new [$($c)* [$kind ($($args)*) __out __idx __ch ($p) $body]] @default [$($d)*] $($rest)*)
     };
-    (@body [$($c:tt)*] [$($d:tt)*] [$kind:ident ($($args:tt)*) ($p:pat)]
+    (@body $new:ident [$($c:tt)*] [$($d:tt)*] [$kind:ident ($($args:tt)*) ($p:pat)]
         $body:block $($rest:tt)*) => {
-        $crate::__select_parse!(@cases [$($c)* [$kind ($($args)*) __out __idx __ch ($p) $body]] @default [$($d)*] $($rest)*)
+        $crate::__select_parse!(@cases $new [$($c)* [$kind ($($args)*) __out __idx __ch ($p) $body]] @default [$($d)*] $($rest)*)
     };
-    (@body [$($c:tt)*] [$($d:tt)*] [$kind:ident ($($args:tt)*) ($p:pat)]
+    (@body $new:ident [$($c:tt)*] [$($d:tt)*] [$kind:ident ($($args:tt)*) ($p:pat)]
         $body:expr, $($rest:tt)*) => {
-        $crate::__select_parse!(@cases [$($c)* [$kind ($($args)*) __out __idx __ch ($p) $body]] @default [$($d)*] $($rest)*)
+        $crate::__select_parse!(@cases $new [$($c)* [$kind ($($args)*) __out __idx __ch ($p) $body]] @default [$($d)*] $($rest)*)
     };
-    (@body [$($c:tt)*] [$($d:tt)*] [$kind:ident ($($args:tt)*) ($p:pat)]
+    (@body $new:ident [$($c:tt)*] [$($d:tt)*] [$kind:ident ($($args:tt)*) ($p:pat)]
         $body:expr) => {
-        $crate::__select_parse!(@cases [$($c)* [$kind ($($args)*) __out __idx __ch ($p) $body]] @default [$($d)*])
+        $crate::__select_parse!(@cases $new [$($c)* [$kind ($($args)*) __out __idx __ch ($p) $body]] @default [$($d)*])
     };
     // Bodies of the default arm.
-    (@dbody [$($c:tt)*] [$($d:tt)*] $body:block, $($rest:tt)*) => {
-        $crate::__select_parse!(@cases [$($c)*] @default [$($d)* $body] $($rest)*)
+    (@dbody $new:ident [$($c:tt)*] [$($d:tt)*] $body:block, $($rest:tt)*) => {
+        $crate::__select_parse!(@cases $new [$($c)*] @default [$($d)* $body] $($rest)*)
     };
-    (@dbody [$($c:tt)*] [$($d:tt)*] $body:block $($rest:tt)*) => {
-        $crate::__select_parse!(@cases [$($c)*] @default [$($d)* $body] $($rest)*)
+    (@dbody $new:ident [$($c:tt)*] [$($d:tt)*] $body:block $($rest:tt)*) => {
+        $crate::__select_parse!(@cases $new [$($c)*] @default [$($d)* $body] $($rest)*)
     };
-    (@dbody [$($c:tt)*] [$($d:tt)*] $body:expr, $($rest:tt)*) => {
-        $crate::__select_parse!(@cases [$($c)*] @default [$($d)* $body] $($rest)*)
+    (@dbody $new:ident [$($c:tt)*] [$($d:tt)*] $body:expr, $($rest:tt)*) => {
+        $crate::__select_parse!(@cases $new [$($c)*] @default [$($d)* $body] $($rest)*)
     };
-    (@dbody [$($c:tt)*] [$($d:tt)*] $body:expr) => {
-        $crate::__select_parse!(@cases [$($c)*] @default [$($d)* $body])
+    (@dbody $new:ident [$($c:tt)*] [$($d:tt)*] $body:expr) => {
+        $crate::__select_parse!(@cases $new [$($c)*] @default [$($d)* $body])
     };
     // Everything parsed.
-    (@cases [$([$kind:ident ($($args:tt)*) $out:ident $idx:ident $ch:ident ($p:pat) $body:expr])*] @default [$($d:tt)*]) => {
-        $crate::__select_expand!([$([$kind ($($args)*) $out $idx $ch ($p) $body])*] [$($d)*])
+    (@cases $new:ident [$([$kind:ident ($($args:tt)*) $out:ident $idx:ident $ch:ident ($p:pat) $body:expr])*] @default [$($d:tt)*]) => {
+        $crate::__select_expand!($new [$([$kind ($($args)*) $out $idx $ch ($p) $body])*] [$($d)*])
     };
     // Anything else.
-    (@cases [$($c:tt)*] @default [$($d:tt)*] $($rest:tt)+) => {
+    (@cases $new:ident [$($c:tt)*] @default [$($d:tt)*] $($rest:tt)+) => {
         ::core::compile_error!(::core::concat!(
             "select!: expected `recv(r) -> pat => body`, `send(s, v) -> pat => body`, ",
             "`default => body` or `default(timeout) => body`, found `",
@@ -137,7 +163,7 @@ macro_rules! __select_parse {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_expand {
-    ([$([$kind:ident ($($args:tt)*) $out:ident $idx:ident $ch:ident ($p:pat) $body:expr])*] [$($d:tt)*]) => {{
+    ($new:ident [$([$kind:ident ($($args:tt)*) $out:ident $idx:ident $ch:ident ($p:pat) $body:expr])*] [$($d:tt)*]) => {{
         // Channels (and send values) are evaluated first, in order, as Go does, as the
         // scrutinee of one `match`: the temporaries of those expressions (a `time::after(..)`
         // channel, the `never()` in `opt.as_ref().unwrap_or(&never())`) live until the end of
@@ -148,7 +174,7 @@ macro_rules! __select_expand {
                 let __chosen: ::core::option::Option<usize>;
                 $( let $idx: usize; )*
                 {
-                    let mut __sel = $crate::chan::Select::new();
+                    let mut __sel = $crate::chan::Select::$new();
                     $( $idx = $crate::__select_add!(__sel, $ch, $kind ($($args)*), &mut $out); )*
                     __chosen = $crate::__select_wait!(__sel, $($d)*);
                 }

@@ -37,6 +37,11 @@ impl<T> SpinMutex<T> {
         }
     }
 
+    /// The data, through exclusive access (no locking needed).
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.data.get_mut()
+    }
+
     pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
         // Acquire: pairs with the Release store of the previous unlock.
         if self

@@ -76,6 +76,12 @@ pub fn sleep_until(deadline: Instant) {
 /// assert!(timed_out);
 /// ```
 pub fn after(d: Duration) -> Receiver<Instant> {
+    if d.is_zero() {
+        // Ready at once (Go 1.23 and crossbeam): no timer.
+        let (tx, rx) = new_chan_with(1, 1, None);
+        let _ = tx.try_send(Instant::now());
+        return rx;
+    }
     let state = TimerState::new();
     let (tx, rx) = new_chan_with(1, 1, Some(state.clone()));
     let when = Instant::now().checked_add(d);

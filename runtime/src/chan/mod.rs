@@ -250,6 +250,35 @@ struct Inner<T> {
     sendq: VecDeque<WaiterPtr<T>>,
 }
 
+/// Drops every value, containing the panics of their drops: the first panic is resumed once
+/// all are dropped (the others' payloads are dropped, or leaked if that panics too). A
+/// channel dropped with buffered values whose `Drop` panics thus never aborts the process
+/// on a second panic, and loses no other value's drop.
+pub(crate) fn drop_all<T>(values: impl Iterator<Item = T>) {
+    let mut first = None;
+    for v in values {
+        if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(v))) {
+            if first.is_none() {
+                first = Some(p);
+            } else if let Err(again) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(p)))
+            {
+                std::mem::forget(again);
+            }
+        }
+    }
+    if let Some(p) = first {
+        std::panic::resume_unwind(p);
+    }
+}
+
+impl<T> Drop for Chan<T> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.inner.get_mut().buf);
+        drop_all(buf.into_iter());
+    }
+}
+
 struct Chan<T> {
     inner: SpinMutex<Inner<T>>,
     /// Buffer capacity; `usize::MAX` for unbounded.
@@ -398,6 +427,15 @@ pub struct Sender<T> {
 pub struct Receiver<T> {
     chan: Arc<Chan<T>>,
 }
+
+// A panic in the middle of a channel operation leaves the channel consistent (its state
+// changes under its lock or by single atomic steps, and a value in flight is either still
+// in the sender's hands or delivered): the ends may be used across `catch_unwind`, as
+// crossbeam's are.
+impl<T> std::panic::UnwindSafe for Sender<T> {}
+impl<T> std::panic::RefUnwindSafe for Sender<T> {}
+impl<T> std::panic::UnwindSafe for Receiver<T> {}
+impl<T> std::panic::RefUnwindSafe for Receiver<T> {}
 
 /// Creates a channel of capacity `cap`; `cap == 0` is a rendezvous channel.
 ///
@@ -577,6 +615,20 @@ impl<T> Sender<T> {
         self.chan.capacity()
     }
 
+    /// Whether the buffer is full (always true for a rendezvous channel, never for an
+    /// unbounded one: crossbeam's rule).
+    pub fn is_full(&self) -> bool {
+        match self.chan.capacity() {
+            Some(cap) => self.chan.len() >= cap,
+            None => false,
+        }
+    }
+
+    /// Whether `self` and `other` are ends of the same channel.
+    pub fn same_channel(&self, other: &Sender<T>) -> bool {
+        Arc::ptr_eq(&self.chan, &other.chan)
+    }
+
     /// Whether the channel is closed (or has no receivers left).
     pub fn is_closed(&self) -> bool {
         if let Some(r) = &self.chan.ring {
@@ -697,6 +749,20 @@ impl<T> Receiver<T> {
     /// The buffer's capacity; `None` for an unbounded channel.
     pub fn capacity(&self) -> Option<usize> {
         self.chan.capacity()
+    }
+
+    /// Whether the buffer is full (always true for a rendezvous channel, never for an
+    /// unbounded one: crossbeam's rule).
+    pub fn is_full(&self) -> bool {
+        match self.chan.capacity() {
+            Some(cap) => self.chan.len() >= cap,
+            None => false,
+        }
+    }
+
+    /// Whether `self` and `other` are ends of the same channel.
+    pub fn same_channel(&self, other: &Receiver<T>) -> bool {
+        Arc::ptr_eq(&self.chan, &other.chan)
     }
 
     /// Whether the channel is closed (it may still hold messages to drain).
@@ -1295,6 +1361,8 @@ impl<T> Case for SendCase<'_, T> {
 /// the value of a send case that is not chosen is dropped.
 pub struct Select<'a> {
     cases: Vec<Box<dyn Case + 'a>>,
+    /// The first ready case in the order added wins (else a uniformly random one).
+    biased: bool,
 }
 
 impl Default for Select<'_> {
@@ -1314,7 +1382,19 @@ impl fmt::Debug for Select<'_> {
 impl<'a> Select<'a> {
     /// An empty selection.
     pub fn new() -> Select<'a> {
-        Select { cases: Vec::new() }
+        Select {
+            cases: Vec::new(),
+            biased: false,
+        }
+    }
+
+    /// An empty selection in which, of several ready cases, the first added wins
+    /// (`select_biased!`).
+    pub fn new_biased() -> Select<'a> {
+        Select {
+            cases: Vec::new(),
+            biased: true,
+        }
     }
 
     /// Adds a receive case; returns its index.
@@ -1388,8 +1468,13 @@ impl<'a> Select<'a> {
             }
         }
         loop {
-            let order = shuffled(n);
-            // Pass 1: the first ready case in a uniformly random order (Go's rule).
+            let order = if self.biased {
+                (0..n).collect()
+            } else {
+                shuffled(n)
+            };
+            // Pass 1: the first ready case in a uniformly random order (Go's rule), or in
+            // the order added (`select_biased!`).
             for &i in &order {
                 if self.cases[i].try_now() {
                     return Some(i);

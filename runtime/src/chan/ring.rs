@@ -325,11 +325,15 @@ impl<T> Drop for Ring<T> {
         let head = *self.head.get_mut();
         let tail = *self.tail.get_mut() & !self.mark;
         let mut p = head;
-        for _ in 0..self.distance(head, tail) {
+        let n = self.distance(head, tail);
+        let values = (0..n).map(|_| {
             let slot = &mut self.slots[p & (self.mark - 1)];
-            // SAFETY: positions from head to tail hold values, each dropped once.
-            unsafe { slot.value.get_mut().assume_init_drop() };
+            // SAFETY: positions from head to tail hold values, each read out once.
+            let v = unsafe { slot.value.get_mut().assume_init_read() };
             p = self.next(p);
-        }
+            v
+        });
+        // Each value's drop contained (see `drop_all`).
+        super::drop_all(values);
     }
 }
