@@ -18,7 +18,8 @@
 //! # Examples
 //!
 //! ```
-//! use gort_pool::Pool;
+//! # mod gort { pub mod pool { pub use gort_pool::*; } pub use gort_runtime::*; }
+//! use gort::pool::Pool;
 //! use std::sync::atomic::{AtomicUsize, Ordering};
 //! use std::sync::Arc;
 //!
@@ -754,11 +755,12 @@ impl Pool {
     /// # Examples
     ///
     /// ```
-    /// use gort_pool::{Pool, PoolError};
+    /// # mod gort { pub mod pool { pub use gort_pool::*; } pub use gort_runtime::*; }
+    /// use gort::pool::{Pool, PoolError};
     /// use std::time::Duration;
     ///
     /// let pool = Pool::new(1).unwrap();
-    /// let (tx, rx) = gort_runtime::chan::bounded::<()>(0);
+    /// let (tx, rx) = gort::chan::bounded::<()>(0);
     /// pool.submit(move || rx.recv().unwrap()).unwrap(); // the one worker is busy
     /// assert_eq!(pool.submit_timeout(|| (), Duration::from_millis(5)), Err(PoolError::Timeout));
     /// tx.send(()).unwrap();
@@ -1300,7 +1302,8 @@ unsafe impl<T> Send for FuncPtr<T> {}
 /// # Examples
 ///
 /// ```
-/// use gort_pool::PoolWithFunc;
+/// # mod gort { pub mod pool { pub use gort_pool::*; } pub use gort_runtime::*; }
+/// use gort::pool::PoolWithFunc;
 /// use std::sync::atomic::{AtomicU64, Ordering};
 /// use std::sync::Arc;
 ///
