@@ -302,29 +302,14 @@ fn pre_alloc_ring_pool_runs_everything() {
     assert_eq!(n.load(Ordering::SeqCst), 50_000);
 }
 
-/// Below capacity with every P busy, a submit first waits briefly for a worker to come back
-/// (no new worker per task when the CPUs are saturated), but it must not depend on that:
+/// Below capacity with every P busy, a task may go to the backlog behind busy workers
+/// (no new worker per task when the CPUs are saturated), but it must not depend on them:
 /// here the only worker runs a task that waits for the next task submitted, which must get a
 /// worker of its own. From the main thread and from a G, with the P's kept busy by G's that
 /// compute and yield.
 #[test]
 fn submit_below_capacity_never_waits_on_a_task_that_waits_for_it() {
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let busy: Vec<_> = (0..2 * gort::max_procs())
-        .map(|_| {
-            let stop = stop.clone();
-            gort::go!(move || {
-                let mut x = 1u64;
-                while !stop.load(Ordering::Relaxed) {
-                    for _ in 0..1_000 {
-                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    }
-                    gort::yield_now();
-                }
-                x
-            })
-        })
-        .collect();
+    let stop = keep_procs_busy();
     let round = |pool: Arc<Pool>| {
         let (tx, rx) = gort::chan::bounded::<u32>(0);
         let (done_tx, done_rx) = gort::chan::bounded::<u32>(1);
@@ -340,10 +325,7 @@ fn submit_below_capacity_never_waits_on_a_task_that_waits_for_it() {
         gort::go!(move || round(p)).join().unwrap();
         pool.release_timeout(Duration::from_secs(10)).unwrap();
     }
-    stop.store(true, Ordering::Relaxed);
-    for b in busy {
-        b.join().unwrap();
-    }
+    stop();
 }
 
 mod common;

@@ -469,6 +469,20 @@ impl G {
     /// # Safety
     /// Called once, by the holder of the join handle, whose closure returned T.
     pub(crate) unsafe fn join<T>(&self) -> thread::Result<T> {
+        // SAFETY: as the caller's; without a deadline `join_until` always returns `Some`.
+        unsafe { self.join_until::<T>(None) }.expect("a join without a deadline returns")
+    }
+
+    /// `join`, waiting until `deadline` at most (`None`: no deadline): `None` if the G is
+    /// still running then (the join word is back to J_RUNNING and the handle may join again
+    /// or detach).
+    ///
+    /// # Safety
+    /// As `join`; on `None` the caller keeps the handle.
+    pub(crate) unsafe fn join_until<T>(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Option<thread::Result<T>> {
         // Acquire: pairs with the Release swap to J_DONE.
         if self.join.load(Ordering::Acquire) != J_DONE {
             // SAFETY: nobody reads `joiner` before we publish J_WAITING.
@@ -481,7 +495,17 @@ impl G {
             {
                 // Spurious wake-ups and stale tokens are possible: loop on the state.
                 while self.join.load(Ordering::Acquire) != J_DONE {
-                    crate::park::park();
+                    match deadline {
+                        None => crate::park::park(),
+                        Some(d) if Instant::now() < d => crate::park::park_deadline(d),
+                        Some(_) => {
+                            // SAFETY: our joiner, registered above.
+                            if unsafe { self.withdraw_joiner() } {
+                                return None;
+                            }
+                            break; // finished just now: take the result
+                        }
+                    }
                 }
             } else {
                 // Finished meanwhile: our Unparker was never published; drop it.
@@ -491,54 +515,6 @@ impl G {
         }
         // SAFETY: J_DONE seen with Acquire: the slot holds a `thread::Result<T>`, which is
         // now the handle's; the G will not touch it again.
-        unsafe { slot_take::<thread::Result<T>>(self.slot.get()) }
-    }
-
-    /// `join`, waiting until `deadline` at most: `None` if the G is still running then (the
-    /// join word is back to J_RUNNING and the handle may join again or detach).
-    ///
-    /// # Safety
-    /// As `join`; on `None` the caller keeps the handle.
-    pub(crate) unsafe fn join_until<T>(&self, deadline: Instant) -> Option<thread::Result<T>> {
-        // Acquire: pairs with the Release swap to J_DONE.
-        if self.join.load(Ordering::Acquire) != J_DONE {
-            // SAFETY: nobody reads `joiner` before we publish J_WAITING.
-            unsafe { *self.joiner.get() = Some(Unparker::current()) };
-            // As in `join`.
-            if self
-                .join
-                .compare_exchange(J_RUNNING, J_WAITING, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                while self.join.load(Ordering::Acquire) != J_DONE {
-                    if Instant::now() >= deadline {
-                        // Withdraw: back to J_RUNNING unless the G finished just now. Acquire
-                        // on failure: J_DONE, take the result as `join` does.
-                        if self
-                            .join
-                            .compare_exchange(
-                                J_WAITING,
-                                J_RUNNING,
-                                Ordering::Relaxed,
-                                Ordering::Acquire,
-                            )
-                            .is_ok()
-                        {
-                            // SAFETY: J_WAITING withdrawn before the G swapped in J_DONE, so
-                            // it never read `joiner`, and will not (it sees J_RUNNING).
-                            drop(unsafe { (*self.joiner.get()).take() });
-                            return None;
-                        }
-                        break;
-                    }
-                    crate::park::park_deadline(deadline);
-                }
-            } else {
-                // SAFETY: still ours: J_WAITING was never published.
-                drop(unsafe { (*self.joiner.get()).take() });
-            }
-        }
-        // SAFETY: as in `join`.
         Some(unsafe { slot_take::<thread::Result<T>>(self.slot.get()) })
     }
 

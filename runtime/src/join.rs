@@ -64,7 +64,7 @@ impl<T> JoinHandle<T> {
         let g = self.g.take().expect("a JoinHandle is joined once");
         // SAFETY: as in `join`; on timeout the handle keeps the G (put back below), so a
         // later join or the drop's detach is still the one departure.
-        match unsafe { g.join_until::<T>(deadline) } {
+        match unsafe { g.join_until::<T>(Some(deadline)) } {
             Some(r) => Ok(r),
             None => {
                 self.g = Some(g);
