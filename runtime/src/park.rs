@@ -116,6 +116,19 @@ impl Unparker {
 }
 
 impl Unparker {
+    /// `unpark` for the G a timer woke: it runs next (see `Sched::ready_urgent`).
+    pub(crate) fn unpark_urgent(&self) {
+        match self {
+            Unparker::G(g) => {
+                if unpark_g(g) {
+                    // SAFETY: as in `unpark`: the reference the G kept when it parked.
+                    sched().ready_urgent(unsafe { GRef::from_raw(g.as_ptr().cast_mut()) });
+                }
+            }
+            other => other.unpark(true),
+        }
+    }
+
     /// `unpark` for a batch: a G that must now be queued is pushed onto `out` (for
     /// `Sched::inject`) instead of being queued one by one; a thread is unparked at once.
     pub(crate) fn unpark_into(self, out: &mut Vec<GRef>) {

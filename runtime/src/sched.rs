@@ -44,6 +44,7 @@ use std::time::Instant;
 
 use corosensei::CoroutineResult;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use crossbeam_utils::CachePadded;
 
 use crate::config::{Config, MAX_PROCS};
 pub(crate) use crate::g::GRef;
@@ -238,6 +239,14 @@ pub(crate) struct Sched {
     ps: Box<[P]>,
     /// The global run queue.
     injector: Injector<GRef>,
+    /// G's woken by a timer that an M without a P fired (the idle M that sleeps on the
+    /// timers): the P-less version of `runnext`, looked at before the global queue (and
+    /// every 61st schedule, with it). Without it such a G waited behind the
+    /// whole global queue (a sleep woke up to 60 ms late behind a burst of 10,000 spawns).
+    urgent: Injector<GRef>,
+    /// G's in `urgent` (a hint: incremented before the push, decremented after a take). On
+    /// a line of its own: it is read on every look at the global queues.
+    nurgent: CachePadded<AtomicUsize>,
     /// Idle P's and parked M's, under one lock.
     idle: Mutex<Idle>,
     /// `idle.pidle.len()`, readable without the lock. Updated under the lock, SeqCst: it is
@@ -446,6 +455,8 @@ impl Sched {
             procs: cfg.procs,
             ps,
             injector: Injector::new(),
+            urgent: Injector::new(),
+            nurgent: CachePadded::new(AtomicUsize::new(0)),
             // Highest index last so P 0 is taken first.
             idle: Mutex::new(Idle {
                 pidle: (0..cfg.procs).rev().collect(),
@@ -746,6 +757,24 @@ impl Sched {
     ///
     /// `next` puts it in `runnext`, to run as soon as the waker blocks (Go's `ready`: what
     /// makes a hand-off between two G's fast); otherwise at the tail of the local queue.
+    /// A G from `urgent`, if any.
+    #[inline]
+    fn take_urgent(&self) -> Option<GRef> {
+        if self.nurgent.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        loop {
+            match self.urgent.steal() {
+                Steal::Success(g) => {
+                    self.nurgent.fetch_sub(1, Ordering::Relaxed);
+                    return Some(g);
+                }
+                Steal::Empty => return None,
+                Steal::Retry => std::hint::spin_loop(),
+            }
+        }
+    }
+
     pub(crate) fn ready(&self, g: GRef, next: bool) {
         let pid = current_p();
         if pid != NO_P {
@@ -759,6 +788,19 @@ impl Sched {
         } else {
             self.ext_unparked.fetch_add(1, Ordering::Relaxed);
             self.injector.push(g);
+            self.wakep(true);
+        }
+    }
+
+    /// `ready(g, true)` for a G a timer woke: `runnext` of this M's P, or, on an M without a
+    /// P (the idle M that sleeps on the timers), `urgent`, ahead of every queue.
+    pub(crate) fn ready_urgent(&self, g: GRef) {
+        if current_p() != NO_P {
+            self.ready(g, true);
+        } else {
+            self.ext_unparked.fetch_add(1, Ordering::Relaxed);
+            self.nurgent.fetch_add(1, Ordering::Relaxed);
+            self.urgent.push(g);
             self.wakep(true);
         }
     }
@@ -961,7 +1003,7 @@ impl Sched {
     /// spinning M does; else it goes on the idle list, followed — the idler's half of the
     /// protocol in the module docs — by one more look at the queues.
     pub(crate) fn handoffp(&self, pid: usize) {
-        if self.ps[pid].has_work() || !self.injector.is_empty() {
+        if self.ps[pid].has_work() || !self.global_empty() {
             self.startm_on(pid, false);
             return;
         }
@@ -1054,7 +1096,13 @@ impl Sched {
 
     /// Is there a runnable G in any queue?
     pub(crate) fn any_work(&self) -> bool {
-        !self.injector.is_empty() || self.ps.iter().any(P::has_work)
+        !self.global_empty() || self.ps.iter().any(P::has_work)
+    }
+
+    /// Both global queues are empty (`injector` and `urgent`; crossbeam's `is_empty` loads
+    /// are SeqCst, as the idle protocol needs).
+    fn global_empty(&self) -> bool {
+        self.injector.is_empty() && self.urgent.is_empty()
     }
 }
 
@@ -1154,8 +1202,11 @@ impl M {
             // SAFETY: this M holds `p`.
             let tick = unsafe { p.local() }.schedtick;
             if tick % GLOBAL_TICK == 0 {
-                // Fairness: timers, the network and the global queue get a look however
+                // Fairness: timers, the network and the global queues get a look however
                 // busy the P is.
+                if let Some(g) = s.take_urgent() {
+                    return g;
+                }
                 s.timers.run_due();
                 s.netpoll_now();
                 if !s.injector.is_empty() {
@@ -1179,6 +1230,9 @@ impl M {
             }
             // SAFETY: this M holds `p`.
             if let Some(g) = unsafe { s.runqget(p) } {
+                return g;
+            }
+            if let Some(g) = s.take_urgent() {
                 return g;
             }
             if !s.injector.is_empty() {
@@ -1218,8 +1272,11 @@ impl M {
             self.release_memory();
             {
                 let mut idle = lock(&s.idle);
-                if !s.injector.is_empty() {
+                if !s.global_empty() {
                     drop(idle);
+                    if let Some(g) = s.take_urgent() {
+                        return g;
+                    }
                     // SAFETY: this M still holds `p`.
                     if let Some(g) = unsafe { s.globrunqget(p) } {
                         return g;
@@ -1525,7 +1582,7 @@ impl M {
                     if p.runnext.load(Ordering::Relaxed).is_null()
                         && q.is_empty()
                         && sq.is_empty()
-                        && s.injector.is_empty()
+                        && s.global_empty()
                     {
                         continue;
                     }

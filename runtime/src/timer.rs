@@ -294,9 +294,16 @@ impl Timers {
                         .compare_exchange(PENDING, FIRED, Ordering::Relaxed, Ordering::Relaxed)
                         .is_ok()
                     {
-                        // Tail of the queue: a million sleepers waking at once should not
-                        // churn `runnext`.
-                        u.unpark(false);
+                        // The most overdue runs next (on this P's `runnext`, or before any
+                        // queue if this M has no P), as Go readies a timer's G: otherwise a
+                        // sleep behind 256 queued G's wakes their whole run late. The rest
+                        // go to the tail: a million sleepers waking at once should not churn
+                        // `runnext`.
+                        if fired == 0 {
+                            u.unpark_urgent();
+                        } else {
+                            u.unpark(false);
+                        }
                         fired += 1;
                     }
                 }
