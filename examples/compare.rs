@@ -597,6 +597,85 @@ fn std_sleep_latency() -> f64 {
     lates[100]
 }
 
+/// Worst lateness (µs) of 40 sleeps of 1 - 20 ms taken by one G while the main thread keeps
+/// spawning batches of 10,000 G's of 20 µs of work each (a burst waiting for its first run).
+fn gort_sleep_lateness_under_burst() -> f64 {
+    let sleeper = gort::go!(|| {
+        (0..40u64)
+            .map(|i| {
+                let d = Duration::from_millis(1 + i % 20);
+                let t = Instant::now();
+                gort::sleep(d);
+                t.elapsed().saturating_sub(d).as_secs_f64() * 1e6
+            })
+            .fold(0.0, f64::max)
+    });
+    while !sleeper.is_finished() {
+        let hs: Vec<_> = (0..10_000)
+            .map(|_| {
+                gort::go!(|| {
+                    let t = Instant::now();
+                    while t.elapsed() < Duration::from_micros(20) {}
+                })
+            })
+            .collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+    }
+    sleeper.join().unwrap()
+}
+
+/// The same with OS threads: 40 sleeps while 2 x CPUs threads spin.
+fn std_sleep_lateness_under_load() -> f64 {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinners: Vec<_> = (0..2 * gort::max_procs())
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let worst = (0..40u64)
+        .map(|i| {
+            let d = Duration::from_millis(1 + i % 20);
+            let t = Instant::now();
+            std::thread::sleep(d);
+            t.elapsed().saturating_sub(d).as_secs_f64() * 1e6
+        })
+        .fold(0.0, f64::max);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spinners.into_iter().for_each(|t| t.join().unwrap());
+    worst
+}
+
+/// A consumer of 1,000,000 messages from 4 producer G's over a `bounded(64)` channel, on
+/// the calling thread (the main thread, or a G), ns per message.
+fn chan_consumer(msgs: u64) -> f64 {
+    let (tx, rx) = chan::bounded::<u64>(64);
+    let producers: Vec<_> = (0..4)
+        .map(|_| {
+            let tx = tx.clone();
+            gort::go!(move || {
+                for i in 0..msgs / 4 {
+                    tx.send(i).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let t = Instant::now();
+    let mut sum = 0u64;
+    for v in rx.iter() {
+        sum = sum.wrapping_add(v);
+    }
+    let el = t.elapsed();
+    producers.into_iter().for_each(|h| h.join().unwrap());
+    assert!(sum > 0);
+    per(el, msgs)
+}
+
 /// `blocking(|| ())` from a G, ns per call.
 fn gort_blocking_round_trip(n: u64) -> f64 {
     gort::go!(move || {
@@ -939,6 +1018,15 @@ fn main() {
             "ns",
             "ns per message; std: sync_channel, receivers share it behind a Mutex",
         );
+        let g = best(3, || gort::go!(|| chan_consumer(1_000_000)).join().unwrap());
+        let m = best(3, || chan_consumer(1_000_000));
+        row(
+            "channel consumer: in a G vs main thread",
+            g,
+            m,
+            "ns",
+            "per message, 4 producer G's, bounded(64); baseline: the same loop on the main thread",
+        );
     }
     if want("time") {
         settle_rss();
@@ -950,6 +1038,15 @@ fn main() {
             s,
             "us",
             "median of 200; how long after its deadline the sleeper runs again",
+        );
+        let g = best(3, gort_sleep_lateness_under_burst);
+        let s = best(3, std_sleep_lateness_under_load);
+        row(
+            "sleep lateness under a spawn burst",
+            g,
+            s,
+            "us",
+            "worst of 40 sleeps of 1-20 ms while batches of 10,000 fresh G's wait; std: 2 spinning threads per P",
         );
         let (wall, late) = gort_sleepers(1_000_000);
         println!(
