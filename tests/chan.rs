@@ -719,3 +719,37 @@ fn panicking_buffered_values_are_all_dropped() {
     }
     let _ = std::panic::take_hook();
 }
+
+/// `never()` as crossbeam defines it: empty, full, capacity 0, never ready, never closed,
+/// every one the same channel; and as a way to switch a `tick` arm off.
+#[test]
+fn never_behaves_as_crossbeams() {
+    use gort::{select, time};
+    let r = chan::never::<u32>();
+    assert_eq!(
+        (r.len(), r.is_empty(), r.is_full(), r.capacity()),
+        (0, true, true, Some(0))
+    );
+    assert_eq!(r.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(
+        r.recv_timeout(Duration::from_millis(3)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    assert!(r.same_channel(&r.clone()));
+    assert!(r.same_channel(&chan::never()));
+    let (_tx, other) = chan::bounded::<u32>(0);
+    assert!(!r.same_channel(&other));
+    // A ticker switched off after 5 ticks: the loop then ends on its timeout arm.
+    let mut ticks = time::tick(Duration::from_millis(1));
+    let mut n = 0;
+    loop {
+        select! {
+            recv(ticks) -> _ => n += 1,
+            default(Duration::from_millis(50)) => break,
+        }
+        if n == 5 {
+            ticks = chan::never();
+        }
+    }
+    assert_eq!(n, 5);
+}

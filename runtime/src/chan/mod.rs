@@ -291,6 +291,8 @@ struct Chan<T> {
     /// The timer that feeds a `time::after` or `time::tick` channel: cancelled when the last
     /// receiver goes, so that an abandoned timer costs nothing until its deadline.
     timer: Option<Arc<TimerState>>,
+    /// Made by `never()`: every such channel is "the same channel" (crossbeam's rule).
+    never: bool,
 }
 
 impl<T> Chan<T> {
@@ -498,6 +500,11 @@ pub fn never<T>() -> Receiver<T> {
     // One pinned sender count and no sender handle: nothing can send, and it never closes.
     let (tx, rx) = new_chan_with(0, 1, None);
     drop(tx);
+    let mut rx = rx;
+    // Still the only handle: the flag can be set in place.
+    if let Some(c) = Arc::get_mut(&mut rx.chan) {
+        c.never = true;
+    }
     rx
 }
 
@@ -522,6 +529,7 @@ pub(crate) fn new_chan_with<T>(
         receivers: AtomicUsize::new(1),
         ring: (cap > 0 && cap <= MAX_RING).then(|| Box::new(Ring::new(cap))),
         timer,
+        never: false,
     });
     (Sender { chan: chan.clone() }, Receiver { chan })
 }
@@ -760,9 +768,10 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// Whether `self` and `other` are ends of the same channel.
+    /// Whether `self` and `other` are ends of the same channel (every [`never`] receiver is
+    /// the same channel as every other, as in crossbeam).
     pub fn same_channel(&self, other: &Receiver<T>) -> bool {
-        Arc::ptr_eq(&self.chan, &other.chan)
+        Arc::ptr_eq(&self.chan, &other.chan) || (self.chan.never && other.chan.never)
     }
 
     /// Whether the channel is closed (it may still hold messages to drain).
