@@ -84,12 +84,15 @@ fn wait_timeouts() {
     let wg = WaitGroup::new();
     wg.add(2);
     let (tx, rx) = gort::chan::bounded::<()>(0);
+    let (half_tx, half_rx) = gort::chan::bounded::<()>(0);
     let w = wg.clone();
     let worker = gort::go!(move || {
         w.done();
+        half_tx.send(()).unwrap();
         rx.recv().unwrap();
         w.done();
     });
+    half_rx.recv().unwrap(); // one done, one to go
     assert!(!wg.wait_timeout(SHORT));
     assert_eq!(wg.count(), 1);
     tx.send(()).unwrap();
