@@ -167,8 +167,9 @@ fn select_stress_exactly_once() {
 #[test]
 fn tick_delivers_repeatedly() {
     let h = gort::go!(|| {
-        let t = gort::time::tick(Duration::from_millis(2));
+        // The clock first: the ticks count from the ticker's creation.
         let start = Instant::now();
+        let t = gort::time::tick(Duration::from_millis(2));
         for _ in 0..5 {
             t.recv().unwrap();
         }
