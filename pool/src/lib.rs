@@ -423,9 +423,7 @@ impl Backlog {
     /// The oldest task, if any. Exact under the pool lock (pushes happen under it);
     /// outside it, may miss a task being pushed right now.
     fn pop(&self) -> Option<Task> {
-        if self.queue.is_empty() {
-            return None;
-        }
+        // (No `is_empty` first: `steal` reads the same two indices.)
         loop {
             match self.queue.steal() {
                 Steal::Success(t) => {
@@ -786,14 +784,15 @@ impl Pool {
         // Tasks in the backlog count against the capacity, as the workers they will have:
         // the tasks accepted and not yet started stay within the capacity (plus the
         // waiting submitters), as in ants.
-        let below_cap = st.running + b.len() < inner.cap.load(Ordering::Relaxed);
+        let queued = b.len();
+        let below_cap = st.running + queued < inner.cap.load(Ordering::Relaxed);
         // Below capacity, where the alternative is a hand-off or a new worker, the backlog
         // (see `Backlog`) is cheaper when a worker will look at it soon anyway.
         let mut new_with_token = false;
         if below_cap {
             let drained =
                 b.spinning.load(Ordering::Relaxed) || (busy > 0 && gort_runtime::idle_procs() == 0);
-            let full = b.len() >= BACKLOG;
+            let full = queued >= BACKLOG;
             // Waits for the workers to drain a full backlog.
             let wait = full && drained && room && !inner.nonblocking;
             // Nobody drains it, or a P is idle: wake a worker (an idle one, else a new one)
