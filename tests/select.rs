@@ -402,3 +402,60 @@ fn never_switches_a_closed_arm_off() {
     assert!(off.try_recv().is_err());
     assert!(off.recv_timeout(Duration::from_millis(5)).is_err());
 }
+
+/// A select on rendezvous channels against a select on the other side (both sides
+/// selecting, as crossbeam and Go allow): every round matches exactly one pair, and both
+/// sides spread their choices; the same channel in several arms on both sides too.
+#[test]
+fn select_against_select_on_rendezvous_channels() {
+    const N: usize = 10_000;
+    let (s1, r1) = chan::bounded::<u8>(0);
+    let (s2, r2) = chan::bounded::<u8>(0);
+    let receiver = gort::go!(move || {
+        let mut hits = [0usize; 2];
+        for _ in 0..N {
+            select! {
+                recv(r1) -> m => { assert_eq!(m, Ok(1)); hits[0] += 1; }
+                recv(r2) -> m => { assert_eq!(m, Ok(2)); hits[1] += 1; }
+            }
+        }
+        hits
+    });
+    let mut sent = [0usize; 2];
+    for _ in 0..N {
+        select! {
+            send(s1, 1) -> r => { r.unwrap(); sent[0] += 1; }
+            send(s2, 2) -> r => { r.unwrap(); sent[1] += 1; }
+        }
+    }
+    let got = receiver.join().unwrap();
+    assert_eq!(got, sent, "each send matched by its receive");
+    assert!(got.iter().all(|h| *h >= N / 4), "{got:?}");
+
+    let (s, r) = chan::bounded::<u8>(0);
+    let receiver = gort::go!(move || {
+        let mut hits = [0usize; 3];
+        for _ in 0..N {
+            select! {
+                recv(r) -> _ => hits[0] += 1,
+                recv(r) -> _ => hits[1] += 1,
+                recv(r) -> _ => hits[2] += 1,
+            }
+        }
+        hits
+    });
+    let mut sent = [0usize; 3];
+    for _ in 0..N {
+        select! {
+            send(s, 0) -> _ => sent[0] += 1,
+            send(s, 0) -> _ => sent[1] += 1,
+            send(s, 0) -> _ => sent[2] += 1,
+        }
+    }
+    let got = receiver.join().unwrap();
+    assert_eq!(got.iter().sum::<usize>(), N);
+    assert!(
+        got.iter().chain(sent.iter()).all(|h| *h >= N / 6),
+        "{got:?} {sent:?}"
+    );
+}
