@@ -98,6 +98,8 @@ impl<T> OnceLock<T> {
             if let Some(v) = self.get() {
                 return v;
             }
+            // Acquire on success: a failed initialiser's reset (Release in `finish`) happened
+            // before we start ours; on failure, as `get`'s load.
             if self
                 .state
                 .compare_exchange(INCOMPLETE, RUNNING, Ordering::Acquire, Ordering::Acquire)
@@ -108,6 +110,8 @@ impl<T> OnceLock<T> {
             // Being initialised: wait until it is done (or the initialiser panicked).
             let node = {
                 let mut w = lock(&self.waiters);
+                // Acquire: pairs with the Release store in `finish` (which also runs under
+                // this lock, so a waiter either sees the new state or is woken by it).
                 if self.state.load(Ordering::Acquire) != RUNNING {
                     continue;
                 }

@@ -281,7 +281,8 @@ impl Semaphore {
                 Some(_) => break,
             }
         }
-        // Timed out: withdraw, unless the permits were granted just now.
+        // Timed out: withdraw, unless the permits were granted just now. Acquire on failure:
+        // pairs with the Release CAS that granted them (they are ours after all).
         if w.state
             .compare_exchange(W_WAITING, W_CANCELLED, Ordering::Acquire, Ordering::Acquire)
             .is_err()
