@@ -475,3 +475,59 @@ fn many_gs_in_and_out_of_blocking() {
     }
     assert!(consumer.join().unwrap(), "a message was lost");
 }
+
+/// A silent freeze gets a message, by default: with one P, a G stuck in an unwrapped
+/// `std::thread::sleep` while another G waits for the P is named once on stderr, pointing
+/// to `gort::blocking`; a lone G computing with nothing queued behind it is not reported.
+#[test]
+fn a_freeze_is_reported_by_default() {
+    if is_child("a_freeze_is_reported_by_default") {
+        let stuck = gort::go!(|| std::thread::sleep(std::time::Duration::from_millis(2_500)));
+        let waiting = gort::go!(|| 1);
+        println!("stuck id {}", stuck.id());
+        stuck.join().unwrap();
+        assert_eq!(waiting.join().unwrap(), 1);
+        return;
+    }
+    let o = run_child("a_freeze_is_reported_by_default", &[("GORT_MAXPROCS", "1")]);
+    assert_success(&o);
+    let out = stdout(&o);
+    let id = out
+        .lines()
+        .find_map(|l| {
+            l.split_once("stuck id ")
+                .map(|(_, id)| id.trim().to_string())
+        })
+        .expect(&out);
+    let err = stderr(&o);
+    let reports: Vec<&str> = err.lines().filter(|l| l.contains("has held P")).collect();
+    assert_eq!(reports.len(), 1, "{err}");
+    assert!(
+        reports[0].contains(&format!("green thread #{id} ")),
+        "{err}"
+    );
+    assert!(reports[0].contains("gort::blocking"), "{err}");
+}
+
+#[test]
+fn a_lone_computing_green_thread_is_not_reported() {
+    if is_child("a_lone_computing_green_thread_is_not_reported") {
+        let h = gort::go!(|| {
+            let t = std::time::Instant::now();
+            let mut x = 1u64;
+            while t.elapsed() < std::time::Duration::from_millis(2_500) {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            x
+        });
+        h.join().unwrap();
+        return;
+    }
+    let o = run_child(
+        "a_lone_computing_green_thread_is_not_reported",
+        &[("GORT_MAXPROCS", "1")],
+    );
+    assert_success(&o);
+    let err = stderr(&o);
+    assert!(!err.contains("has held P"), "{err}");
+}

@@ -1101,7 +1101,7 @@ impl Sched {
 
     /// Both global queues are empty (`injector` and `urgent`; crossbeam's `is_empty` loads
     /// are SeqCst, as the idle protocol needs).
-    fn global_empty(&self) -> bool {
+    pub(crate) fn global_empty(&self) -> bool {
         self.injector.is_empty() && self.urgent.is_empty()
     }
 }

@@ -274,6 +274,10 @@ pub(crate) fn sysmon() {
     }
 }
 
+/// How long a G may hold its P, while other G's wait for one, before the freeze line (on by
+/// default; `GORT_DEBUG=hogs=<ms>` replaces it with its own limit, reporting every hog).
+const FREEZE_AFTER: Duration = Duration::from_secs(1);
+
 /// One sysmon round over the P's; true if it handed a P off.
 fn retake(s: &'static Sched, now: Instant, seen: &mut [Seen]) -> bool {
     let mut retook = false;
@@ -311,7 +315,10 @@ fn retake(s: &'static Sched, now: Instant, seen: &mut [Seen]) -> bool {
                 }
             }
             P_RUNNING => {
-                let Some(limit) = s.hogs else { continue };
+                let (limit, freeze) = match s.hogs {
+                    Some(l) => (l, false),
+                    None => (FREEZE_AFTER, true),
+                };
                 let tick = p.tick.load(Ordering::Relaxed);
                 let gid = p.running_g.load(Ordering::Relaxed);
                 if seen.tick != tick || seen.running_g != gid || seen.tick_since.is_none() {
@@ -323,18 +330,45 @@ fn retake(s: &'static Sched, now: Instant, seen: &mut [Seen]) -> bool {
                 }
                 let held = now.saturating_duration_since(seen.tick_since.unwrap_or(now));
                 if gid != 0 && !seen.reported && held >= limit {
-                    seen.reported = true;
-                    eprintln!(
-                        "gort: green thread #{gid} has held P {i} for over {} ms without \
-                         reaching a scheduling point",
-                        held.as_millis()
-                    );
+                    if !freeze {
+                        seen.reported = true;
+                        eprintln!(
+                            "gort: green thread #{gid} has held P {i} for over {} ms without \
+                             reaching a scheduling point",
+                            held.as_millis()
+                        );
+                    } else if p.has_work() || !s.global_empty() {
+                        // Others wait for a P: a freeze in the making, whether the G computes
+                        // or is blocked in the OS. (A G computing with nothing queued behind
+                        // it is left alone; looked at again next round.) Once per G.
+                        seen.reported = true;
+                        if reported_once(gid) {
+                            eprintln!(
+                                "gort: green thread #{gid} has held P {i} for over {} s while \
+                                 other green threads wait for a P. If it is blocked in the OS \
+                                 (std::sync or std::net, crossbeam-channel, std::sync::mpsc, \
+                                 rayon, a C library...), wrap that call in gort::blocking(|| ..) \
+                                 or use gort's own primitives (docs/CAVEATS.md, section 3); if \
+                                 it computes, call gort::yield_now() now and then.",
+                                held.as_secs()
+                            );
+                        }
+                    }
                 }
             }
             _ => {}
         }
     }
     retook
+}
+
+/// True the first time it is called for `gid` (the freeze line is printed once per G).
+fn reported_once(gid: u64) -> bool {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static REPORTED: Mutex<Option<HashSet<u64>>> = Mutex::new(None);
+    let mut r = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
+    r.get_or_insert_with(HashSet::new).insert(gid)
 }
 
 /// The `schedtrace` line, in Go's format.
