@@ -115,16 +115,16 @@ pub fn background() -> Context {
 
 /// A child of `parent` that is done when the returned handle cancels it or `parent` is done.
 pub fn with_cancel(parent: &Context) -> (Context, CancelHandle) {
-    child(parent, parent.inner.deadline)
+    child(parent, parent.inner.deadline, false)
 }
 
 /// A child of `parent` that is also done at `deadline` (or the parent's, if earlier).
 pub fn with_deadline(parent: &Context, deadline: Instant) -> (Context, CancelHandle) {
-    let d = match parent.inner.deadline {
-        Some(p) if p <= deadline => p,
-        _ => deadline,
-    };
-    child(parent, Some(d))
+    match parent.inner.deadline {
+        // The parent's comes first: its timer ends us too, no timer of our own.
+        Some(p) if p <= deadline => child(parent, Some(p), false),
+        _ => child(parent, Some(deadline), true),
+    }
 }
 
 /// A child of `parent` that is also done after `timeout` (Go's `WithTimeout`). A timeout too
@@ -136,11 +136,12 @@ pub fn with_timeout(parent: &Context, timeout: Duration) -> (Context, CancelHand
     }
 }
 
-fn child(parent: &Context, deadline: Option<Instant>) -> (Context, CancelHandle) {
+/// A child of `parent` with `deadline` (the earlier of its own and the parent's); with
+/// `own_timer` the deadline is its own, and a timer of its own ends it (an inherited one
+/// reaches it through the parent).
+fn child(parent: &Context, deadline: Option<Instant>, own_timer: bool) -> (Context, CancelHandle) {
     let (tx, rx) = chan::bounded::<()>(0);
-    // A deadline of our own (the parent's, if it is the same, fires there and reaches us
-    // through the parent; a timer here too is harmless and simpler).
-    let timer = deadline.map(|_| TimerState::new());
+    let timer = (own_timer && deadline.is_some()).then(TimerState::new);
     let inner = Arc::new(Inner {
         done: rx,
         closer: Mutex::new(Some(tx)),

@@ -137,11 +137,11 @@ impl<'scope> Scope<'scope, '_> {
             drop(theirs);
         };
         let main: Box<dyn FnOnce() + Send + 'scope> = Box::new(main);
-        // SAFETY: only the lifetime changes. The closure and everything it borrows are gone
-        // before `scope` returns: `scope` waits until every packet is dropped, and this
+        // Why 'static is safe to claim: `scope` waits until every packet is dropped, and this
         // green thread's packet reference is dropped at the end of the closure, after the
-        // closure `f` and its captures (consumed by the call) and with nothing of 'scope left
+        // closure `f` and its captures (consumed by the call), with nothing of 'scope left
         // but the result, which lives in the packet.
+        // SAFETY: only the lifetime changes; nothing borrowed outlives `scope` (above).
         let main: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(main) };
         let handle = crate::join::spawn(main);
         ScopedJoinHandle { handle, packet }

@@ -307,6 +307,10 @@ impl<T> Chan<T> {
         (self.cap != usize::MAX).then_some(self.cap)
     }
 
+    fn is_full(&self) -> bool {
+        self.capacity().is_some_and(|cap| self.len() >= cap)
+    }
+
     fn lock(&self) -> SpinGuard<'_, Inner<T>> {
         // No user code runs under this lock: values are moved, never dropped, inside it.
         self.inner.lock()
@@ -626,10 +630,7 @@ impl<T> Sender<T> {
     /// Whether the buffer is full (always true for a rendezvous channel, never for an
     /// unbounded one: crossbeam's rule).
     pub fn is_full(&self) -> bool {
-        match self.chan.capacity() {
-            Some(cap) => self.chan.len() >= cap,
-            None => false,
-        }
+        self.chan.is_full()
     }
 
     /// Whether `self` and `other` are ends of the same channel.
@@ -762,10 +763,7 @@ impl<T> Receiver<T> {
     /// Whether the buffer is full (always true for a rendezvous channel, never for an
     /// unbounded one: crossbeam's rule).
     pub fn is_full(&self) -> bool {
-        match self.chan.capacity() {
-            Some(cap) => self.chan.len() >= cap,
-            None => false,
-        }
+        self.chan.is_full()
     }
 
     /// Whether `self` and `other` are ends of the same channel (every [`never`] receiver is
