@@ -248,6 +248,63 @@ struct Inner<T> {
     disconnected: bool,
     recvq: VecDeque<WaiterPtr<T>>,
     sendq: VecDeque<WaiterPtr<T>>,
+    /// `Select::ready` callers watching for a receive (`recv_obs`) or a send (`send_obs`)
+    /// to become possible.
+    recv_obs: Vec<Observer>,
+    send_obs: Vec<Observer>,
+}
+
+/// A [`Select::ready`] caller watching one side of a channel. It takes nothing: whoever may
+/// have made that side ready claims its token (for `case`) and wakes it, and it looks again.
+/// The same lifetime rules as for `Waiter` apply (the token is on the watcher's stack, every
+/// access by others is under the channel lock, and the watcher removes its observers before
+/// it returns).
+struct Observer {
+    token: *const Token,
+    case: usize,
+}
+
+// SAFETY: dereferenced only under the channel's lock, per the rules on `Waiter`.
+unsafe impl Send for Observer {}
+
+/// Wakes every observer in `obs` (under the channel lock): claims each token it can and
+/// completes it. Returns the unparkers to call after unlocking, with [`wake_watchers`]
+/// (`None`, at the cost of one branch, when nobody watches: the common case).
+#[inline]
+fn notify(obs: &mut Vec<Observer>) -> Option<Vec<Unparker>> {
+    if obs.is_empty() {
+        None
+    } else {
+        Some(notify_all(obs))
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn notify_all(obs: &mut Vec<Observer>) -> Vec<Unparker> {
+    obs.drain(..)
+        .filter_map(|o| {
+            // SAFETY: queued, under the lock: the token is alive (rules on `Observer`).
+            let t = unsafe { &*o.token };
+            if !t.claim(o.case) {
+                // Claimed through another channel, or cancelled: its owner removes it.
+                return None;
+            }
+            // SAFETY: claimed and not yet done: the watcher is still blocked waiting.
+            let u = unsafe { t.waker.upgrade() };
+            // Release: pairs with the watcher's Acquire in `Token::is_done`.
+            t.done.store(true, Ordering::Release);
+            Some(u)
+        })
+        .collect()
+}
+
+/// Wakes what [`notify`] returned (after the channel lock is released).
+#[inline]
+fn wake_watchers(w: Option<Vec<Unparker>>) {
+    if let Some(us) = w {
+        wake_all(us);
+    }
 }
 
 /// Drops every value, containing the panics of their drops: the first panic is resumed once
@@ -309,6 +366,51 @@ impl<T> Chan<T> {
 
     fn is_full(&self) -> bool {
         self.capacity().is_some_and(|cap| self.len() >= cap)
+    }
+
+    /// Whether an operation on `side` would complete now (or fail as closed) rather than
+    /// wait.
+    fn is_ready(&self, side: Side) -> bool {
+        if let Some(ring) = &self.ring {
+            return ring.ready(side);
+        }
+        self.lock().ready(side, self.cap)
+    }
+
+    /// Queues an observer of `side` for `token`, unless that side is ready now (then
+    /// returns false and queues nothing).
+    fn watch(&self, side: Side, token: &Token, case: usize) -> bool {
+        let mut g = self.lock();
+        g.observers(side).push(Observer { token, case });
+        match &self.ring {
+            Some(ring) => {
+                // Publish first, then re-check: the ring's Dekker pair (ring.rs), as for a
+                // waiter in `ring_register`.
+                publish(ring, &g, side);
+                if ring.ready(side) {
+                    g.observers(side).pop();
+                    publish(ring, &g, side);
+                    return false;
+                }
+                true
+            }
+            None => {
+                let ready = g.ready(side, self.cap);
+                if ready {
+                    g.observers(side).pop();
+                }
+                !ready
+            }
+        }
+    }
+
+    /// Takes `token`'s observers of `side` off the channel.
+    fn unwatch(&self, side: Side, token: &Token) {
+        let mut g = self.lock();
+        g.observers(side).retain(|o| !std::ptr::eq(o.token, token));
+        if let Some(ring) = &self.ring {
+            publish(ring, &g, side);
+        }
     }
 
     fn lock(&self) -> SpinGuard<'_, Inner<T>> {
@@ -527,6 +629,8 @@ pub(crate) fn new_chan_with<T>(
             disconnected: false,
             recvq: VecDeque::new(),
             sendq: VecDeque::new(),
+            recv_obs: Vec::new(),
+            send_obs: Vec::new(),
         }),
         cap,
         senders: AtomicUsize::new(1 + pinned),
@@ -574,10 +678,12 @@ impl<T> Sender<T> {
         let mut g = chan.lock();
         let v = match g.send_now(v, chan.cap, None) {
             SendNow::Done(wake) => {
+                let watchers = notify(&mut g.recv_obs);
                 drop(g);
                 if let Some(u) = wake {
                     u.unpark(true);
                 }
+                wake_watchers(watchers);
                 return Ok(());
             }
             SendNow::Closed(v) => return Err(SendTimeoutError::Closed(v)),
@@ -591,7 +697,10 @@ impl<T> Sender<T> {
         let token = Token::new(deadline.is_none());
         let w = Waiter::new(&token, 0, Some(v));
         g.sendq.push_back(w.ptr());
+        // A waiting sender makes a rendezvous receive possible.
+        let watchers = notify(&mut g.recv_obs);
         drop(g);
+        wake_watchers(watchers);
         if token.wait(deadline) {
             if w.closed.load(Ordering::Relaxed) {
                 // SAFETY: `done` seen: the slot is ours again (the closer left the value).
@@ -665,6 +774,8 @@ fn close<T>(chan: &Chan<T>) {
         g.closed = true;
         Inner::close_waiters(&mut g.recvq, &mut wake);
         Inner::close_waiters(&mut g.sendq, &mut wake);
+        wake.extend(notify(&mut g.recv_obs).into_iter().flatten());
+        wake.extend(notify(&mut g.send_obs).into_iter().flatten());
         if let Some(r) = &chan.ring {
             publish(r, &g, Side::Recv);
             publish(r, &g, Side::Send);
@@ -716,10 +827,12 @@ impl<T> Receiver<T> {
         let mut g = chan.lock();
         match g.recv_now(None) {
             RecvNow::Got(v, wake) => {
+                let watchers = notify(&mut g.send_obs);
                 drop(g);
                 if let Some(u) = wake {
                     u.unpark(true);
                 }
+                wake_watchers(watchers);
                 return Ok(v);
             }
             RecvNow::Closed => return Err(RecvTimeoutError::Closed),
@@ -733,7 +846,10 @@ impl<T> Receiver<T> {
         let token = Token::new(deadline.is_none());
         let w = Waiter::new(&token, 0, None);
         g.recvq.push_back(w.ptr());
+        // A waiting receiver makes a rendezvous send possible.
+        let watchers = notify(&mut g.send_obs);
         drop(g);
+        wake_watchers(watchers);
         if token.wait(deadline) {
             if w.closed.load(Ordering::Relaxed) {
                 return Err(RecvTimeoutError::Closed);
@@ -833,6 +949,7 @@ impl<T> Drop for Receiver<T> {
                 let mut g = self.chan.lock();
                 g.disconnected = true;
                 Inner::close_waiters(&mut g.sendq, &mut wake);
+                wake.extend(notify(&mut g.send_obs).into_iter().flatten());
                 if let Some(r) = &self.chan.ring {
                     publish(r, &g, Side::Send);
                 }
@@ -1027,14 +1144,35 @@ impl<T> Inner<T> {
             Side::Send => &mut self.sendq,
         }
     }
+
+    /// Whether an operation on `side` of this (lock-based) channel would not wait.
+    fn ready(&self, side: Side, cap: usize) -> bool {
+        match side {
+            Side::Recv => !self.buf.is_empty() || self.closed || has_live(&self.sendq, None),
+            Side::Send => {
+                self.closed
+                    || self.disconnected
+                    || self.buf.len() < cap
+                    || has_live(&self.recvq, None)
+            }
+        }
+    }
+
+    fn observers(&mut self, side: Side) -> &mut Vec<Observer> {
+        match side {
+            Side::Recv => &mut self.recv_obs,
+            Side::Send => &mut self.send_obs,
+        }
+    }
 }
 
 /// Publishes the length of a queue to its waiting count. Call under the lock, after every
 /// change to a ring channel's queue.
 fn publish<T>(ring: &Ring<T>, g: &Inner<T>, side: Side) {
+    // Observers count too: a push or pop must take the lock to wake them.
     let len = match side {
-        Side::Recv => g.recvq.len(),
-        Side::Send => g.sendq.len(),
+        Side::Recv => g.recvq.len() + g.recv_obs.len(),
+        Side::Send => g.sendq.len() + g.send_obs.len(),
     };
     // SeqCst: the waiter's half of the Dekker pair in ring.rs (before its re-check).
     ring.count(side).store(len, Ordering::SeqCst);
@@ -1049,16 +1187,18 @@ fn wake_one<T>(chan: &Chan<T>, ring: &Ring<T>, side: Side) {
     if ring.count(side).load(Ordering::SeqCst) == 0 {
         return;
     }
-    let u = {
+    let (u, watchers) = {
         let mut g = chan.lock();
         let w = claim_first(g.queue(side), None);
+        let watchers = notify(g.observers(side));
         publish(ring, &g, side);
         // SAFETY: claimed under the lock.
-        w.map(|w| unsafe { w.complete(false) })
+        (w.map(|w| unsafe { w.complete(false) }), watchers)
     };
     if let Some(u) = u {
         u.unpark(true);
     }
+    wake_watchers(watchers);
 }
 
 /// Queues `w` on `side` and re-checks the ring: if the operation could proceed now, takes
@@ -1157,14 +1297,21 @@ trait Case {
     /// A completer chose this case: collect the outcome. False if the case was only woken to
     /// retry (a ring channel) and the retry found it not ready: the select starts over.
     fn finish(&mut self) -> bool;
+    /// Whether the operation would complete now (or fail as closed) rather than wait.
+    fn is_ready(&self) -> bool;
+    /// Watches the case's channel until the operation may have become possible (for
+    /// `Select::ready`), unless it is ready now (then returns false and watches nothing).
+    fn watch(&self, token: &Token, case: usize) -> bool;
+    /// Stops watching (harmless if the observer was already woken and removed).
+    fn unwatch(&self, token: &Token);
 }
 
 /// Whether `q` holds a waiter someone could complete now (not ours, not yet claimed).
-fn has_live<T>(q: &VecDeque<WaiterPtr<T>>, own: &Token) -> bool {
+fn has_live<T>(q: &VecDeque<WaiterPtr<T>>, own: Option<&Token>) -> bool {
     q.iter().any(|w| {
         // SAFETY: queued, and the caller holds the channel lock.
         let t = unsafe { w.token() };
-        !std::ptr::eq(own, t) && t.selected.load(Ordering::Relaxed) == NONE
+        !own.is_some_and(|own| std::ptr::eq(own, t)) && t.selected.load(Ordering::Relaxed) == NONE
     })
 }
 
@@ -1182,6 +1329,18 @@ struct SendCase<'a, T> {
 }
 
 impl<T> Case for RecvCase<'_, T> {
+    fn is_ready(&self) -> bool {
+        self.rx.chan.is_ready(Side::Recv)
+    }
+
+    fn watch(&self, token: &Token, case: usize) -> bool {
+        self.rx.chan.watch(Side::Recv, token, case)
+    }
+
+    fn unwatch(&self, token: &Token) {
+        self.rx.chan.unwatch(Side::Recv, token);
+    }
+
     fn try_now(&mut self) -> bool {
         let chan = &*self.rx.chan;
         if let Some(ring) = &chan.ring {
@@ -1198,11 +1357,13 @@ impl<T> Case for RecvCase<'_, T> {
         let mut g = chan.lock();
         match g.recv_now(None) {
             RecvNow::Got(v, wake) => {
+                let watchers = notify(&mut g.send_obs);
                 drop(g);
                 *self.out = Some(Ok(v));
                 if let Some(u) = wake {
                     u.unpark(true);
                 }
+                wake_watchers(watchers);
                 true
             }
             RecvNow::Closed => {
@@ -1224,11 +1385,14 @@ impl<T> Case for RecvCase<'_, T> {
             return false;
         }
         let mut g = chan.lock();
-        if !g.buf.is_empty() || g.closed || has_live(&g.sendq, token) {
+        if !g.buf.is_empty() || g.closed || has_live(&g.sendq, Some(token)) {
             return false;
         }
         let w = self.waiter.insert(Waiter::new(token, case, None));
         g.recvq.push_back(w.ptr());
+        let watchers = notify(&mut g.send_obs);
+        drop(g);
+        wake_watchers(watchers);
         true
     }
 
@@ -1260,6 +1424,18 @@ impl<T> Case for RecvCase<'_, T> {
 }
 
 impl<T> Case for SendCase<'_, T> {
+    fn is_ready(&self) -> bool {
+        self.tx.chan.is_ready(Side::Send)
+    }
+
+    fn watch(&self, token: &Token, case: usize) -> bool {
+        self.tx.chan.watch(Side::Send, token, case)
+    }
+
+    fn unwatch(&self, token: &Token) {
+        self.tx.chan.unwatch(Side::Send, token);
+    }
+
     fn try_now(&mut self) -> bool {
         let chan = &*self.tx.chan;
         let v = self
@@ -1283,11 +1459,13 @@ impl<T> Case for SendCase<'_, T> {
         let mut g = chan.lock();
         match g.send_now(v, chan.cap, None) {
             SendNow::Done(wake) => {
+                let watchers = notify(&mut g.recv_obs);
                 drop(g);
                 *self.out = Some(Ok(()));
                 if let Some(u) = wake {
                     u.unpark(true);
                 }
+                wake_watchers(watchers);
                 true
             }
             SendNow::Closed(v) => {
@@ -1313,7 +1491,7 @@ impl<T> Case for SendCase<'_, T> {
             return false;
         }
         let mut g = chan.lock();
-        if g.closed || g.disconnected || g.buf.len() < chan.cap || has_live(&g.recvq, token) {
+        if g.closed || g.disconnected || g.buf.len() < chan.cap || has_live(&g.recvq, Some(token)) {
             return false;
         }
         let v = self
@@ -1322,6 +1500,9 @@ impl<T> Case for SendCase<'_, T> {
             .expect("a send case keeps its value until chosen");
         let w = self.waiter.insert(Waiter::new(token, case, Some(v)));
         g.sendq.push_back(w.ptr());
+        let watchers = notify(&mut g.recv_obs);
+        drop(g);
+        wake_watchers(watchers);
         true
     }
 
@@ -1453,6 +1634,120 @@ impl<'a> Select<'a> {
         }
     }
 
+    /// Waits until one case's operation can proceed (or fail as closed) and returns its
+    /// index, without performing it (crossbeam's `Select::ready`): the caller then does the
+    /// operation itself, say with `try_recv`, which can still find the channel empty if
+    /// another thread got there first. Send cases keep their values. Of several ready cases
+    /// one is picked uniformly (the first added, for [`Select::new_biased`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gort_runtime::chan::{self, Select};
+    ///
+    /// let (tx1, rx1) = chan::unbounded::<u32>();
+    /// let (_tx2, rx2) = chan::unbounded::<u32>();
+    /// tx1.send(3).unwrap();
+    /// let (mut o1, mut o2) = (None, None);
+    /// let mut sel = Select::new();
+    /// let i1 = sel.recv(&rx1, &mut o1);
+    /// sel.recv(&rx2, &mut o2);
+    /// assert_eq!(sel.ready(), i1);
+    /// assert_eq!(rx1.try_recv(), Ok(3));
+    /// ```
+    pub fn ready(&mut self) -> usize {
+        self.run_ready(Blocking::Forever)
+            .expect("a ready with no deadline finds a case")
+    }
+
+    /// The index of a case that is ready now, if any (as [`Select::ready`], without waiting).
+    pub fn try_ready(&mut self) -> Option<usize> {
+        self.run_ready(Blocking::No)
+    }
+
+    /// As [`Select::ready`], waiting at most `timeout`.
+    pub fn ready_timeout(&mut self, timeout: Duration) -> Option<usize> {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.run_ready(Blocking::Until(d)),
+            None => self.run_ready(Blocking::Forever),
+        }
+    }
+
+    fn run_ready(&mut self, how: Blocking) -> Option<usize> {
+        let n = self.cases.len();
+        let deadline = match how {
+            Blocking::Until(d) => Some(d),
+            _ => None,
+        };
+        if n == 0 {
+            return empty_select(how);
+        }
+        loop {
+            let order = self.order();
+            if let Some(&i) = order.iter().find(|&&i| self.cases[i].is_ready()) {
+                return Some(i);
+            }
+            if matches!(how, Blocking::No) {
+                return None;
+            }
+            // Watch every case's channel, all sharing one token; whoever may have made one
+            // ready claims the token and wakes us, and we look again.
+            let token = Token::new(false);
+            let (watched, became_ready) = self.queue_all(&order, |c, i| c.watch(&token, i));
+            let woken = if became_ready {
+                if !token.cancel() {
+                    // Claimed meanwhile: let the waker finish with the token.
+                    token.wait(None);
+                }
+                None
+            } else if token.wait(deadline) {
+                Some(token.selected())
+            } else {
+                for &i in &watched {
+                    self.cases[i].unwatch(&token);
+                }
+                return None;
+            };
+            for &i in &watched {
+                self.cases[i].unwatch(&token);
+            }
+            if let Some(c) = woken {
+                if self.cases[c].is_ready() {
+                    return Some(c);
+                }
+            }
+            // Beaten to it, or something else became ready: look again.
+        }
+    }
+
+    /// Queues a waiter (or an observer) for each case in `order` with `queue`, stopping at
+    /// the first case that turns out to be ready (`queue` returned false). Returns the cases
+    /// queued and whether one was ready.
+    fn queue_all(
+        &mut self,
+        order: &[usize],
+        mut queue: impl FnMut(&mut dyn Case, usize) -> bool,
+    ) -> (Vec<usize>, bool) {
+        let mut queued = Vec::with_capacity(order.len());
+        for &i in order {
+            if !queue(&mut *self.cases[i], i) {
+                return (queued, true);
+            }
+            queued.push(i);
+        }
+        (queued, false)
+    }
+
+    /// The order in which to try the cases: uniformly random, or as added when biased.
+    fn order(&self) -> Vec<usize> {
+        let n = self.cases.len();
+        if self.biased {
+            (0..n).collect()
+        } else {
+            shuffled(n)
+        }
+    }
+
     fn run(mut self, how: Blocking) -> Option<usize> {
         let n = self.cases.len();
         let deadline = match how {
@@ -1460,26 +1755,10 @@ impl<'a> Select<'a> {
             _ => None,
         };
         if n == 0 {
-            // Go's empty select blocks forever; with a deadline it times out.
-            let d = match how {
-                Blocking::No => return None,
-                Blocking::Forever => None,
-                Blocking::Until(d) => Some(d),
-            };
-            loop {
-                match d {
-                    None => park(),
-                    Some(d) if Instant::now() >= d => return None,
-                    Some(d) => park_deadline(d),
-                }
-            }
+            return empty_select(how);
         }
         loop {
-            let order = if self.biased {
-                (0..n).collect()
-            } else {
-                shuffled(n)
-            };
+            let order = self.order();
             // Pass 1: the first ready case in a uniformly random order (Go's rule), or in
             // the order added (`select_biased!`).
             for &i in &order {
@@ -1492,16 +1771,7 @@ impl<'a> Select<'a> {
             }
             // Pass 2: a waiter on every channel, all sharing one token.
             let token = Token::new(false);
-            let mut queued = Vec::with_capacity(n);
-            let mut became_ready = false;
-            for &i in &order {
-                if self.cases[i].register(&token, i) {
-                    queued.push(i);
-                } else {
-                    became_ready = true;
-                    break;
-                }
-            }
+            let (queued, became_ready) = self.queue_all(&order, |c, i| c.register(&token, i));
             let chosen = if became_ready {
                 // A case became ready after pass 1: withdraw and start over, unless a
                 // completer already chose one of the cases queued so far.
@@ -1539,6 +1809,22 @@ impl<'a> Select<'a> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A select with no cases: Go's empty select blocks forever; with a deadline it times out.
+fn empty_select(how: Blocking) -> Option<usize> {
+    let d = match how {
+        Blocking::No => return None,
+        Blocking::Forever => None,
+        Blocking::Until(d) => Some(d),
+    };
+    loop {
+        match d {
+            None => park(),
+            Some(d) if Instant::now() >= d => return None,
+            Some(d) => park_deadline(d),
         }
     }
 }
