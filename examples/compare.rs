@@ -26,6 +26,39 @@ fn best(reps: usize, mut f: impl FnMut() -> f64) -> f64 {
     (0..reps).map(|_| f()).fold(f64::INFINITY, f64::min)
 }
 
+/// Times 10,000,000 read-modify-writes of a `Cell<u64>` key (green-local or thread-local:
+/// both have `with`); ns per access.
+macro_rules! local_access_loop {
+    ($key:ident) => {{
+        const N: u64 = 10_000_000;
+        let t = Instant::now();
+        for _ in 0..N {
+            $key.with(|c| c.set(std::hint::black_box(c.get() + 1)));
+        }
+        let d = t.elapsed();
+        assert_eq!($key.with(|c| c.get()), N);
+        per(d, N)
+    }};
+}
+
+/// Accesses to a green-local (`gort::green_local!`) inside a G.
+fn gort_green_local_access() -> f64 {
+    gort::green_local! {
+        static COUNTER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    gort::go!(|| local_access_loop!(COUNTER)).join().unwrap()
+}
+
+/// The same loop on a std `thread_local!` in an OS thread.
+fn std_thread_local_access() -> f64 {
+    thread_local! {
+        static COUNTER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    std::thread::spawn(|| local_access_loop!(COUNTER))
+        .join()
+        .unwrap()
+}
+
 fn gort_spawn_join_from_main() -> f64 {
     let t = Instant::now();
     let hs: Vec<_> = (0..GORT_TASKS).map(|i| gort::go!(move || i)).collect();
@@ -951,6 +984,17 @@ fn main() {
             s_batch,
             "ns",
             "batches of 1,000 G's (recycled) vs batches of 100 threads",
+        );
+    }
+    if want("local") {
+        let g = best(3, gort_green_local_access);
+        let s = best(3, std_thread_local_access);
+        row(
+            "green-local access (Cell get+set)",
+            g,
+            s,
+            "ns",
+            "gort::green_local! in a G vs std thread_local! in a thread, 10,000,000 accesses",
         );
     }
     if want("wg") {

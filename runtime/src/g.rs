@@ -172,9 +172,9 @@ impl<F: FnOnce() -> T, T> OpsFor<F, T> {
 /// one M running it (an M resumes a G only after taking it from a queue, and a G is in at
 /// most one queue or on at most one M at a time), or the G's own code on that M.
 pub(crate) struct GOwned {
-    /// The name, if any (a thin pointer: unnamed G's, the common case, pay 8 bytes).
-    #[allow(clippy::box_collection)]
-    pub(crate) name: Option<Box<String>>,
+    /// The name and the green-local values, if any (a thin pointer: G's with neither, the
+    /// common case, pay 8 bytes).
+    pub(crate) extra: Option<Box<GExtra>>,
     pub(crate) coro: Option<Coro>,
     /// The coroutine's yielder, valid while `coro` runs; set by the coroutine's first frame.
     pub(crate) yielder: *const GYielder,
@@ -183,6 +183,20 @@ pub(crate) struct GOwned {
     /// Lowest address of the bound stack (its guard starts there), or 0; for the overflow
     /// handler.
     pub(crate) stack_lo: usize,
+}
+
+/// What few G's have: a name, green-local values.
+#[derive(Default)]
+pub(crate) struct GExtra {
+    pub(crate) name: Option<String>,
+    /// Green-local values (`local.rs`).
+    pub(crate) locals: crate::local::Locals,
+}
+
+impl GOwned {
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.extra.as_ref()?.name.as_deref()
+    }
 }
 
 /// One green thread.
@@ -257,7 +271,12 @@ impl GRef {
         T: Send + 'static,
     {
         let owned = GOwned {
-            name: name.map(|n| Box::new(String::from(n))),
+            extra: name.map(|n| {
+                Box::new(GExtra {
+                    name: Some(String::from(n)),
+                    ..GExtra::default()
+                })
+            }),
             coro: None,
             yielder: ptr::null(),
             class,
@@ -406,8 +425,8 @@ impl G {
         Running {
             guard_lo: o.stack_lo,
             guard_hi: o.stack_lo + crate::stack::GUARD_SIZE,
-            name: o.name.as_deref().map_or(ptr::null(), |n| n.as_ptr()),
-            name_len: o.name.as_deref().map_or(0, String::len),
+            name: o.name().map_or(ptr::null(), |n| n.as_ptr()),
+            name_len: o.name().map_or(0, str::len),
             id: self.id(),
         }
     }
@@ -424,7 +443,38 @@ impl G {
     pub(crate) unsafe fn run_task(&self) {
         // SAFETY: the slot holds the closure; `ops` matches it; the G owns both now.
         unsafe { ((*self.ops.get()).run)(self.slot.get()) };
+        // SAFETY: the G itself, still running on its stack.
+        unsafe { self.drop_locals() };
         self.complete();
+    }
+
+    /// The G's green-local map, made on first use.
+    ///
+    /// # Safety
+    /// The caller is the G's own code (running, or inside `blocking`).
+    pub(crate) unsafe fn locals(&self) -> *mut crate::local::Locals {
+        // SAFETY: only the G's code touches `locals`: the caller's contract.
+        let o = unsafe { self.owned() };
+        &mut o.extra.get_or_insert_with(Default::default).locals
+    }
+
+    /// Drops the G's green-local values, after its closure and before its result is handed
+    /// over (as std drops thread-locals before `join` returns). A value's `Drop` may use
+    /// green-locals again (making a new map): those are dropped too, a few rounds at most.
+    ///
+    /// # Safety
+    /// The caller is the G itself.
+    unsafe fn drop_locals(&self) {
+        for _ in 0..4 {
+            // SAFETY: the G's own field (the caller's contract); the borrow ends at once.
+            let map = match unsafe { self.owned() }.extra.as_mut() {
+                Some(e) if !e.locals.is_empty() => std::mem::take(&mut e.locals),
+                _ => return,
+            };
+            map.drop_values(format_args!("green thread #{}", self.id()));
+        }
+        // Still more after four rounds: leave them to the G's release (dropped, uncontained
+        // by the green thread, with the rest of its state).
     }
 
     /// Publishes `Err(msg)` as the result without running the closure (no stack for it).
@@ -598,7 +648,13 @@ impl G {
             return;
         }
         let o = this.owned.get_mut();
-        o.name = None;
+        // The name, and green-locals: normally dropped by the G when it ended
+        // (`drop_locals`); a `Drop` that kept making green-locals leaves its last values here.
+        if let Some(extra) = o.extra.take() {
+            let GExtra { name, locals } = *extra;
+            drop(name);
+            locals.drop_values(format_args!("a finished green thread"));
+        }
         o.yielder = ptr::null();
         debug_assert!(this.joiner.get_mut().is_none());
         crate::sched::free_g(g);

@@ -210,12 +210,7 @@ pub fn current() -> Option<GreenThread> {
     }
     // SAFETY: the G running on (or blocked in `blocking` on) this thread is alive, and its
     // owned fields are ours: we are its code.
-    let (id, name) = unsafe {
-        (
-            (*g).id(),
-            (*g).owned().name.as_deref().map(|n| Arc::from(n.as_str())),
-        )
-    };
+    let (id, name) = unsafe { ((*g).id(), (*g).owned().name().map(Arc::from)) };
     Some(GreenThread { id, name })
 }
 
