@@ -61,10 +61,8 @@ impl Locals {
         if let Some(old) = slots[index].replace(p) {
             // SAFETY: made by `Box::leak` above (in a recursive call); no reference to it is
             // live (that call returned it to an `init` that was discarded).
-            drop_contained(
-                unsafe { Box::from_raw(old.as_ptr()) },
-                format_args!("a green-local value"),
-            );
+            let old = unsafe { Box::from_raw(old.as_ptr()) };
+            drop_contained(old, format_args!("a green-local value"));
         }
         p.as_ptr() as *const T
     }

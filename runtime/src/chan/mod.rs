@@ -1531,9 +1531,8 @@ impl<T> Case for SendCase<'_, T> {
         }
         *self.out = Some(if w.closed.load(Ordering::Relaxed) {
             // SAFETY: our token is done: the closer left the value in the slot.
-            Err(SendError(
-                unsafe { w.take() }.expect("a closed send keeps its value"),
-            ))
+            let v = unsafe { w.take() };
+            Err(SendError(v.expect("a closed send keeps its value")))
         } else {
             Ok(())
         });
