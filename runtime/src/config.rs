@@ -47,6 +47,8 @@ pub(crate) struct Config {
     pub(crate) schedtrace: Option<std::time::Duration>,
     /// `GORT_DEBUG=hogs=<ms>`: report G's that hold their P longer than this.
     pub(crate) hogs: Option<std::time::Duration>,
+    /// `GORT_DEBUG=dump`: SIGQUIT prints the green-thread dump and exits with status 2.
+    pub(crate) dump: bool,
     pub(crate) stack_size: usize,
     pub(crate) guard_mode: GuardMode,
     /// Raise the soft `RLIMIT_NOFILE` to the hard limit at start (`GORT_RAISE_NOFILE`,
@@ -126,6 +128,7 @@ pub(crate) fn parse_max_threads(raw: &str, procs: usize) -> Result<usize, (Strin
 pub(crate) struct Debug {
     pub(crate) schedtrace: Option<std::time::Duration>,
     pub(crate) hogs: Option<std::time::Duration>,
+    pub(crate) dump: bool,
 }
 
 /// Parses `GORT_DEBUG`: comma-separated `key=value` pairs, as Go's `GODEBUG`. Returns the
@@ -135,13 +138,23 @@ pub(crate) fn parse_debug(raw: &str) -> (Debug, Vec<String>) {
     let mut warnings = Vec::new();
     for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (key, value) = item.split_once('=').unwrap_or((item, ""));
+        if key.trim() == "dump" {
+            match value.trim() {
+                "" | "1" => d.dump = true,
+                "0" => d.dump = false,
+                other => warnings.push(format!(
+                    "ignoring dump={other:?} in GORT_DEBUG: expected dump, dump=1 or dump=0"
+                )),
+            }
+            continue;
+        }
         let ms = value.trim().parse::<u64>().ok().filter(|&ms| ms >= 1);
         let slot = match key.trim() {
             "schedtrace" => &mut d.schedtrace,
             "hogs" => &mut d.hogs,
             other => {
                 warnings.push(format!(
-                    "ignoring {other:?} in GORT_DEBUG: known settings are schedtrace=<ms> and hogs=<ms>"
+                    "ignoring {other:?} in GORT_DEBUG: known settings are schedtrace=<ms>, hogs=<ms> and dump"
                 ));
                 continue;
             }
@@ -280,6 +293,7 @@ impl Config {
             shrink_period,
             schedtrace: debug.schedtrace,
             hogs: debug.hogs,
+            dump: debug.dump,
             stack_size,
             guard_mode,
         }
@@ -350,6 +364,11 @@ mod tests {
         assert_eq!(w.len(), 4, "{w:?}");
         assert!(w[2].contains("\"gctrace\""), "{w:?}");
         assert_eq!(parse_debug("").0, Debug::default());
+        let (d, w) = parse_debug("dump, hogs=5");
+        assert!(d.dump && w.is_empty());
+        assert_eq!(d.hogs, Some(Duration::from_millis(5)));
+        let (d, w) = parse_debug("dump=yes");
+        assert!(!d.dump && w.len() == 1, "{w:?}");
     }
 
     #[test]

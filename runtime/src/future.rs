@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 
 use crate::join::JoinHandle;
-use crate::parking::{park, Unparker};
+use crate::parking::Unparker;
 
 /// The waker of a `block_on`: notes the wake-up and unparks the blocked green thread (or
 /// OS thread).
@@ -62,9 +62,10 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
             return v;
         }
+        crate::dump::set_wait(crate::dump::Wait::Future);
         // Acquire: pairs with the Release swap in `wake_by_ref`.
         while !state.woken.swap(false, Ordering::Acquire) {
-            park();
+            crate::park::park();
         }
     }
 }

@@ -128,6 +128,7 @@ impl<T> fmt::Debug for JoinHandle<T> {
 /// let sum: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
 /// assert_eq!(sum, 285);
 /// ```
+#[track_caller]
 pub fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -271,6 +272,7 @@ impl Builder {
     /// Spawns the green thread. Its stack is mapped now, so that every reason it could not
     /// run (an invalid size, address space or `vm.max_map_count` exhausted) is returned as
     /// an error here instead.
+    #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,

@@ -11,6 +11,8 @@
 pub mod chan;
 mod config;
 pub mod context;
+mod deadlock;
+mod dump;
 mod future;
 mod g;
 mod join;
@@ -31,6 +33,7 @@ pub mod time;
 mod timer;
 mod unwind;
 
+pub use dump::dump;
 pub use future::{block_on, JoinFuture};
 pub use join::{current, spawn, Builder, GreenThread, JoinHandle};
 pub use join::{idle_procs, is_green_thread, max_procs, num_green_threads, yield_now};

@@ -29,7 +29,9 @@
 //! either leaves a token the G will consume, or finds it PARKED and queues it.
 
 use std::sync::atomic::Ordering;
-use std::thread::Thread;
+use std::sync::Arc;
+
+use crate::deadlock::{plain_current, PlainThread};
 use std::time::Instant;
 
 use crate::g::{GRef, Suspend, ACTIVE, DEAD, NOTIFIED, PARKED, PARKING, SHRINKING, SHRINK_WOKEN};
@@ -43,7 +45,7 @@ pub(crate) enum Waker {
     /// A green thread (not counted).
     G(*const crate::g::G),
     /// An OS thread.
-    Thread(Thread),
+    Thread(Arc<PlainThread>),
 }
 
 impl Waker {
@@ -51,7 +53,7 @@ impl Waker {
     pub(crate) fn current() -> Waker {
         let g = current_g();
         if g.is_null() {
-            Waker::Thread(std::thread::current())
+            Waker::Thread(plain_current())
         } else {
             Waker::G(g)
         }
@@ -76,7 +78,7 @@ pub(crate) enum Unparker {
     /// A green thread.
     G(GRef),
     /// An OS thread outside the runtime.
-    Thread(Thread),
+    Thread(Arc<PlainThread>),
     /// An async task (a `JoinHandle` awaited from async code): its waker is woken (boxed:
     /// the G keeps an `Option<Unparker>`, which stays two words).
     Task(Box<std::task::Waker>),
@@ -87,7 +89,7 @@ impl Unparker {
     pub(crate) fn current() -> Unparker {
         let g = current_g();
         if g.is_null() {
-            Unparker::Thread(std::thread::current())
+            Unparker::Thread(plain_current())
         } else {
             // SAFETY: `g` is the running G, kept alive by the M running it.
             Unparker::G(unsafe { GRef::clone_from_ptr(g) })
@@ -176,7 +178,8 @@ fn unpark_g(g: &GRef) -> bool {
 pub(crate) fn park() {
     let g = current_g();
     if g.is_null() {
-        std::thread::park();
+        // Counted for the deadlock report (`deadlock.rs`).
+        crate::deadlock::park_plain();
         return;
     }
     // SAFETY: `g` is the G running on this thread.
@@ -204,8 +207,13 @@ pub(crate) unsafe fn park_g(g: *const crate::g::G) {
     // SAFETY: `g` is the G running on this thread.
     unsafe { crate::shrink::on_park(g) };
     match state.compare_exchange(ACTIVE, PARKING, Ordering::AcqRel, Ordering::Acquire) {
-        // SAFETY: `g` is the G running on this thread.
-        Ok(_) => unsafe { suspend(g, Suspend::Park) },
+        Ok(_) => {
+            // The start of the wait, for the dump (a relaxed load and store).
+            // SAFETY: `g` is the G running on this thread.
+            unsafe { (*g).stamp_wait(sched().coarse_now()) };
+            // SAFETY: `g` is the G running on this thread.
+            unsafe { suspend(g, Suspend::Park) }
+        }
         Err(NOTIFIED) => {
             // A token arrived between the two CASes: consume it. Acquire as above.
             state.store(ACTIVE, Ordering::Relaxed);

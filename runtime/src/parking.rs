@@ -33,11 +33,13 @@ use crate::park as imp;
 /// }
 /// ```
 pub fn park() {
+    crate::dump::set_wait(crate::dump::Wait::Park);
     imp::park();
 }
 
 /// [`park`], but returns after `dur` at the latest. May return spuriously.
 pub fn park_timeout(dur: Duration) {
+    crate::dump::set_wait(crate::dump::Wait::Park);
     match Instant::now().checked_add(dur) {
         Some(deadline) => imp::park_deadline(deadline),
         None => imp::park(),

@@ -37,7 +37,9 @@ use std::cell::{Cell, UnsafeCell};
 use std::collections::VecDeque;
 use std::ptr;
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock};
 use std::thread::Thread;
 use std::time::Instant;
@@ -274,6 +276,12 @@ pub(crate) struct Sched {
     pub(crate) hogs: Option<std::time::Duration>,
     /// When the runtime started (schedtrace's clock).
     pub(crate) started: std::time::Instant,
+    /// The coarse clock: milliseconds since `started`, refreshed by sysmon on every round
+    /// (at most `MAX_DELAY` apart while any P is busy) and by the M that ends a time when
+    /// every P was idle (sysmon may be asleep then). Parks stamp their start with it: one
+    /// relaxed load, where reading the clock would cost 20 ns per park (the dump's wait
+    /// times are good to about 10 ms).
+    coarse: CachePadded<AtomicU32>,
     /// G's unparked by threads holding no P (for `stats`).
     pub(crate) ext_unparked: AtomicU64,
     /// The default stack class.
@@ -413,6 +421,9 @@ impl Sched {
         stack::set_guard_mode(cfg.guard_mode);
         crate::shrink::configure(cfg.shrink_period);
         signal::install();
+        if cfg.dump {
+            crate::dump::install_sigquit();
+        }
         if cfg.raise_nofile {
             raise_nofile();
         }
@@ -474,6 +485,7 @@ impl Sched {
             schedtrace: cfg.schedtrace,
             hogs: cfg.hogs,
             started: std::time::Instant::now(),
+            coarse: CachePadded::new(AtomicU32::new(0)),
             ext_unparked: AtomicU64::new(0),
             stacks: StackClass::for_size(cfg.stack_size),
             timers: Timers::new(),
@@ -588,6 +600,7 @@ impl Sched {
     /// Creates a G for `f` and makes it runnable; returns the join handle's reference and
     /// the G's id. `stack` is a stack bound eagerly (`Builder`), or `None` to bind one when
     /// the G first runs.
+    #[track_caller]
     pub(crate) fn spawn_g<F, T>(
         &'static self,
         f: F,
@@ -599,6 +612,8 @@ impl Sched {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        let site = std::panic::Location::caller();
+        let named = name.is_some();
         let pid = current_p();
         let (g, handle) = if pid != NO_P {
             // SAFETY: CUR_P says this thread's M holds the P.
@@ -609,14 +624,20 @@ impl Sched {
             }
             let id = l.goid_next;
             l.goid_next += 1;
-            GRef::new_task(self.gfree_get(&mut l.gfree), id, name, class, f)
+            GRef::new_task(self.gfree_get(&mut l.gfree), id, name, class, site, f)
         } else {
             let id = self.next_goid.fetch_add(1, Ordering::Relaxed);
-            GRef::new_task(ext_gfree_pop(self), id, name, class, f)
+            GRef::new_task(ext_gfree_pop(self), id, name, class, site, f)
         };
         if let Some(st) = stack {
             // SAFETY: the G is not published yet; we own it.
             unsafe { g.owned() }.coro = Some(new_coro(st, g.as_ptr()));
+        }
+        if named {
+            // SAFETY: as above.
+            if let Some(n) = unsafe { g.owned() }.name() {
+                crate::dump::note_name(g.id(), n);
+            }
         }
         if pid != NO_P {
             let p = &self.ps[pid];
@@ -1038,9 +1059,46 @@ impl Sched {
             Some(i) => idle.pidle.remove(i),
             None => idle.pidle.pop()?,
         };
-        self.npidle.fetch_sub(1, Ordering::SeqCst);
+        if self.npidle.fetch_sub(1, Ordering::SeqCst) == self.procs {
+            // Every P was idle until now: sysmon may sleep with no deadline, and the coarse
+            // clock has stood still since. Refresh it, and wake sysmon so that it keeps it
+            // (and watches the P's) while the runtime is busy. SeqCst load: the other half
+            // of the store-buffer pair with sysmon's store of the flag before its last look
+            // at `npidle` (either it sees this P taken, or we see it asleep).
+            self.tick_coarse(std::time::Instant::now());
+            if self.sysmon_sleeping.load(Ordering::SeqCst) {
+                crate::sysmon::wake_sysmon(self);
+            }
+        }
         self.ps[pid].status.store(P_RUNNING, Ordering::Relaxed);
         Some(pid)
+    }
+
+    /// Every P idle with nothing queued anywhere and no M spinning (the deadlock check's
+    /// view; a busy runtime makes it false at once).
+    pub(crate) fn all_idle(&self) -> bool {
+        self.npidle.load(Ordering::SeqCst) == self.procs
+            && self.nmspinning.load(Ordering::SeqCst) == 0
+            && self.global_empty()
+            && self.nurgent.load(Ordering::SeqCst) == 0
+            && self.ps.iter().all(|p| !p.has_work())
+    }
+
+    /// OS threads the runtime runs (M's, sysmon, a trimmer), counted from before they
+    /// start to after they end.
+    pub(crate) fn runtime_threads(&self) -> usize {
+        self.nthreads.load(Ordering::SeqCst)
+    }
+
+    /// The coarse clock (see the field).
+    pub(crate) fn coarse_now(&self) -> u32 {
+        self.coarse.load(Ordering::Relaxed)
+    }
+
+    /// Refreshes the coarse clock from `now`.
+    pub(crate) fn tick_coarse(&self, now: std::time::Instant) {
+        let ms = now.saturating_duration_since(self.started).as_millis() as u32;
+        self.coarse.store(ms, Ordering::Relaxed);
     }
 
     /// Takes an idle P for the caller's M (preferring `want`), if there is one.

@@ -117,6 +117,7 @@ where
 impl<'scope> Scope<'scope, '_> {
     /// Spawns a green thread that may borrow anything that outlives the scope. Join it with
     /// the handle, or let `scope` join it.
+    #[track_caller]
     pub fn spawn<F, T>(&'scope self, f: F) -> ScopedJoinHandle<'scope, T>
     where
         F: FnOnce() -> T + Send + 'scope,

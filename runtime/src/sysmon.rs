@@ -105,8 +105,20 @@ where
     if s.sysmon_sleeping.load(Ordering::SeqCst) {
         wake_sysmon(s);
     }
+    crate::deadlock::IN_BLOCKING.fetch_add(1, Ordering::SeqCst);
+    // For the dump: in a blocking call since now.
+    // SAFETY: `g` is our G, alive while it runs.
+    unsafe {
+        (*g).set_wait(crate::dump::Wait::Blocking);
+        (*g).stamp_wait(s.coarse_now());
+    }
     let r = catch_unwind(AssertUnwindSafe(f));
+    // SAFETY: as above.
+    unsafe { (*g).set_wait(crate::dump::Wait::None) };
     exitsyscall(s, g, pid);
+    // After the G has its P back (or is queued for one): `deadlock::check` sees either
+    // the count or a busy P.
+    crate::deadlock::IN_BLOCKING.fetch_sub(1, Ordering::SeqCst);
     match r {
         Ok(v) => v,
         Err(payload) => resume_unwind(payload),
@@ -158,7 +170,7 @@ pub(crate) fn wake_sysmon_if_indefinite() {
     }
 }
 
-fn wake_sysmon(s: &Sched) {
+pub(crate) fn wake_sysmon(s: &Sched) {
     // Only the waker that clears the flag pays for the system call. SeqCst, like every
     // access to the flag: the store-buffer pair described in `blocking`.
     if s.sysmon_sleeping.swap(false, Ordering::SeqCst) {
@@ -210,6 +222,8 @@ pub(crate) fn sysmon() {
                 // `due_in` reads PENDING SeqCst): a G queuing itself either is seen here or
                 // sees the flag and wakes us (`shrink::nominate`).
                 s.sysmon_indefinite.store(true, Ordering::SeqCst);
+                // Before sleeping: can anything ever run again? (Reports and exits if not.)
+                crate::deadlock::check(s);
                 match shrinker.due_in(Instant::now()) {
                     None => {
                         while s.sysmon_sleeping.load(Ordering::SeqCst) {
@@ -245,6 +259,7 @@ pub(crate) fn sysmon() {
             }
         }
         let now = Instant::now();
+        s.tick_coarse(now);
         if retake(s, now, &mut seen) {
             fruitless = 0;
         } else {
@@ -333,8 +348,9 @@ fn retake(s: &'static Sched, now: Instant, seen: &mut [Seen]) -> bool {
                     if !freeze {
                         seen.reported = true;
                         eprintln!(
-                            "gort: green thread #{gid} has held P {i} for over {} ms without \
+                            "gort: green thread #{gid}{} has held P {i} for over {} ms without \
                              reaching a scheduling point",
+                            crate::dump::describe(gid),
                             held.as_millis()
                         );
                     } else if p.has_work() || !s.global_empty() {
@@ -344,12 +360,13 @@ fn retake(s: &'static Sched, now: Instant, seen: &mut [Seen]) -> bool {
                         seen.reported = true;
                         if reported_once(gid) {
                             eprintln!(
-                                "gort: green thread #{gid} has held P {i} for over {} s while \
+                                "gort: green thread #{gid}{} has held P {i} for over {} s while \
                                  other green threads wait for a P. If it is blocked in the OS \
                                  (std::sync or std::net, crossbeam-channel, std::sync::mpsc, \
                                  rayon, a C library...), wrap that call in gort::blocking(|| ..) \
                                  or use gort's own primitives (docs/CAVEATS.md, section 3); if \
                                  it computes, call gort::yield_now() now and then.",
+                                crate::dump::describe(gid),
                                 held.as_secs()
                             );
                         }

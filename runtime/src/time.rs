@@ -36,6 +36,7 @@ pub fn sleep(d: Duration) {
     }
     let Some(deadline) = Instant::now().checked_add(d) else {
         // Longer than the clock can represent: sleep as long as we can, forever.
+        crate::dump::set_wait(crate::dump::Wait::Sleep);
         loop {
             park_deadline(Instant::now() + Duration::from_secs(1 << 32));
         }
@@ -52,6 +53,7 @@ pub fn sleep_until(deadline: Instant) {
         }
         return;
     }
+    crate::dump::set_wait(crate::dump::Wait::Sleep);
     while Instant::now() < deadline {
         park_deadline(deadline);
     }

@@ -411,7 +411,10 @@ mod tests {
             let when = if i % 2 == 0 { far } else { near };
             t.add(
                 when,
-                Action::Wake(Unparker::Thread(std::thread::current()), st.clone()),
+                Action::Wake(
+                    Unparker::Thread(crate::deadlock::plain_current()),
+                    st.clone(),
+                ),
             );
             states.push(st);
         }

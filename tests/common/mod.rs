@@ -65,7 +65,7 @@ pub fn run_child_with_deadline(test: &str, env: &[(&str, &str)], deadline: Durat
     o
 }
 
-fn child_command(test: &str, env: &[(&str, &str)]) -> Command {
+pub fn child_command(test: &str, env: &[(&str, &str)]) -> Command {
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
     cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])

@@ -45,6 +45,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::dump::Wait;
 use crate::park::{park, park_deadline, park_g, Unparker, Waker};
 use crate::spin::{SpinGuard, SpinMutex};
 use crate::timer::TimerState;
@@ -111,7 +112,11 @@ impl Token {
 
     /// Waits until a completer is done, or until `deadline`. False if it timed out (and
     /// cancelled the token): the caller must then take its waiters off their queues.
-    fn wait(&self, deadline: Option<Instant>) -> bool {
+    fn wait(&self, deadline: Option<Instant>, reason: Wait) -> bool {
+        if let Waker::G(g) = self.waker {
+            // SAFETY: the token's G is the caller, running on this thread.
+            unsafe { (*g).set_wait(reason) };
+        }
         loop {
             if self.is_done() {
                 return true;
@@ -701,7 +706,7 @@ impl<T> Sender<T> {
         let watchers = notify(&mut g.recv_obs);
         drop(g);
         wake_watchers(watchers);
-        if token.wait(deadline) {
+        if token.wait(deadline, Wait::ChanSend) {
             if w.closed.load(Ordering::Relaxed) {
                 // SAFETY: `done` seen: the slot is ours again (the closer left the value).
                 let v = unsafe { w.take() }.expect("a closed send keeps its value");
@@ -850,7 +855,7 @@ impl<T> Receiver<T> {
         let watchers = notify(&mut g.send_obs);
         drop(g);
         wake_watchers(watchers);
-        if token.wait(deadline) {
+        if token.wait(deadline, Wait::ChanRecv) {
             if w.closed.load(Ordering::Relaxed) {
                 return Err(RecvTimeoutError::Closed);
             }
@@ -1252,7 +1257,7 @@ fn ring_send<T>(
         };
         let token = Token::new(deadline.is_none());
         let w = Waiter::new(&token, 0, None);
-        if ring_register(chan, ring, Side::Send, &w) && !token.wait(deadline) {
+        if ring_register(chan, ring, Side::Send, &w) && !token.wait(deadline, Wait::ChanSend) {
             ring_unregister(chan, ring, Side::Send, &token);
         }
         // Woken (a slot freed, or closed), withdrawn, or timed out: try again.
@@ -1274,7 +1279,7 @@ fn ring_recv<T>(chan: &Chan<T>, ring: &Ring<T>, how: Blocking) -> Result<T, Recv
         };
         let token = Token::new(deadline.is_none());
         let w = Waiter::new(&token, 0, None);
-        if ring_register(chan, ring, Side::Recv, &w) && !token.wait(deadline) {
+        if ring_register(chan, ring, Side::Recv, &w) && !token.wait(deadline, Wait::ChanRecv) {
             ring_unregister(chan, ring, Side::Recv, &token);
         }
     }
@@ -1696,10 +1701,10 @@ impl<'a> Select<'a> {
             let woken = if became_ready {
                 if !token.cancel() {
                     // Claimed meanwhile: let the waker finish with the token.
-                    token.wait(None);
+                    token.wait(None, Wait::Select);
                 }
                 None
-            } else if token.wait(deadline) {
+            } else if token.wait(deadline, Wait::Select) {
                 Some(token.selected())
             } else {
                 for &i in &watched {
@@ -1777,10 +1782,10 @@ impl<'a> Select<'a> {
                 if token.cancel() {
                     None
                 } else {
-                    token.wait(None);
+                    token.wait(None, Wait::Select);
                     Some(token.selected())
                 }
-            } else if token.wait(deadline) {
+            } else if token.wait(deadline, Wait::Select) {
                 Some(token.selected())
             } else {
                 // Timed out (the token is cancelled).
@@ -1819,6 +1824,7 @@ fn empty_select(how: Blocking) -> Option<usize> {
         Blocking::Forever => None,
         Blocking::Until(d) => Some(d),
     };
+    crate::dump::set_wait(Wait::Select);
     loop {
         match d {
             None => park(),

@@ -230,6 +230,7 @@ impl PollDesc {
         }
         let p = poller();
         p.waiting.fetch_add(1, Ordering::Relaxed);
+        crate::dump::set_wait(crate::dump::Wait::Io);
         let r = loop {
             match deadline {
                 Some(t) => park_deadline(t),

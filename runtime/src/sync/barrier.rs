@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex as StdMutex};
 
-use super::waiter::{lock, Node};
+use super::waiter::{lock, Node, Wait};
 
 struct BarrierState {
     arrived: usize,
@@ -78,7 +78,7 @@ impl Barrier {
             st.waiters.push(n.clone());
             n
         };
-        node.wait();
+        node.wait(Wait::Barrier);
         BarrierWaitResult(false)
     }
 }

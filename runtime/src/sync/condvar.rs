@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use super::waiter::{lock, remove, Node};
+use super::waiter::{lock, remove, Node, Wait};
 use super::MutexGuard;
 
 /// A condition variable for green threads, used with [`Mutex`](super::Mutex).
@@ -73,7 +73,7 @@ impl Condvar {
         let node = Node::new();
         lock(&self.queue).push_back(node.clone());
         drop(guard);
-        node.wait();
+        node.wait(Wait::Condvar);
         m.lock()
     }
 
@@ -106,11 +106,11 @@ impl Condvar {
         lock(&self.queue).push_back(node.clone());
         drop(guard);
         let mut timed_out = false;
-        if !node.wait_until(deadline) {
+        if !node.wait_until(deadline, Wait::Condvar) {
             // Withdraw; if we are no longer queued, a notify picked us meanwhile.
             timed_out = remove(&mut lock(&self.queue), &node);
             if !timed_out {
-                node.wait();
+                node.wait(Wait::Condvar);
             }
         }
         (m.lock(), WaitTimeoutResult(timed_out))

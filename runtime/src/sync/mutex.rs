@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use super::waiter::{lock, Node};
+use super::waiter::{lock, Node, Wait};
 use crate::sched::can_spin;
 
 /// `spin_loop` hints (x86 PAUSE) per spin, Go's `active_spin_cnt`. Go's 30 are about 900
@@ -228,7 +228,7 @@ impl<T: ?Sized> Mutex<T> {
                     q.push_back(node.clone());
                 }
             }
-            node.wait();
+            node.wait(Wait::Mutex);
             // Woken. In starvation mode the lock was handed to us (LOCKED kept set);
             // otherwise it was released and we compete for it, at the front of the queue.
             if node.handed.load(Ordering::Relaxed) {

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
-use super::waiter::{lock, Node};
+use super::waiter::{lock, Node, Wait};
 
 const ONCE_NEW: u8 = 0;
 const ONCE_RUNNING: u8 = 1;
@@ -92,7 +92,7 @@ impl Once {
             w.push(n.clone());
             n
         };
-        node.wait();
+        node.wait(Wait::Once);
     }
 
     /// Whether a call has finished running the closure.

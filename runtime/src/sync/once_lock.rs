@@ -8,7 +8,7 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
-use super::waiter::{lock, Node};
+use super::waiter::{lock, Node, Wait};
 
 const INCOMPLETE: u8 = 0;
 const RUNNING: u8 = 1;
@@ -119,7 +119,7 @@ impl<T> OnceLock<T> {
                 w.push(n.clone());
                 n
             };
-            node.wait();
+            node.wait(Wait::Once);
         }
     }
 

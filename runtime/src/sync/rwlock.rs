@@ -6,7 +6,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex as StdMutex};
 
-use super::waiter::{lock, Node};
+use super::waiter::{lock, Node, Wait};
 
 struct RwState {
     /// Readers holding the lock.
@@ -95,7 +95,7 @@ impl<T: ?Sized> RwLock<T> {
             n
         };
         // Signalled: the unlocker counted us in `readers`.
-        node.wait();
+        node.wait(Wait::RwLock);
         RwLockReadGuard { lock: self }
     }
 
@@ -122,7 +122,7 @@ impl<T: ?Sized> RwLock<T> {
             n
         };
         // Signalled: the unlocker set `writer` for us.
-        node.wait();
+        node.wait(Wait::RwLock);
         RwLockWriteGuard { lock: self }
     }
 

@@ -270,6 +270,7 @@ impl Semaphore {
         };
         // An unrepresentable deadline is no deadline.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        crate::dump::set_wait(crate::dump::Wait::Semaphore);
         loop {
             // Acquire: pairs with the Release CAS that granted the permits.
             if w.state.load(Ordering::Acquire) == W_GRANTED {

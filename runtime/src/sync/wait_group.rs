@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use super::waiter::{lock, Node};
+use super::waiter::{lock, Node, Wait};
 
 /// Bits of the state word: the count in the high half; in the low half, the number of
 /// registered waiters (24 bits) and a round number (8 bits), bumped by the `add` that takes
@@ -169,7 +169,7 @@ impl WaitGroup {
     /// Parks until the count is zero (returns at once if it is).
     pub fn wait(&self) {
         if let Some((node, _)) = self.register() {
-            node.wait();
+            node.wait(Wait::Group);
         }
     }
 
@@ -193,10 +193,10 @@ impl WaitGroup {
             return true;
         };
         let Some(deadline) = Instant::now().checked_add(timeout) else {
-            node.wait();
+            node.wait(Wait::Group);
             return true;
         };
-        if node.wait_until(deadline) {
+        if node.wait_until(deadline, Wait::Group) {
             return true;
         }
         // Withdraw, under the lock that keeps the list and the waiter count together, if the

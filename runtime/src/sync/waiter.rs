@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard};
 use std::time::Instant;
 
+pub(super) use crate::dump::Wait;
 use crate::park::{park, park_deadline, Unparker};
 
 /// One waiting green thread or OS thread.
@@ -32,8 +33,9 @@ impl Node {
         self.flag.load(Ordering::Acquire)
     }
 
-    /// Waits for the signal.
-    pub(super) fn wait(&self) {
+    /// Waits for the signal (`reason` says why, for the dump).
+    pub(super) fn wait(&self, reason: Wait) {
+        crate::dump::set_wait(reason);
         while !self.is_set() {
             park();
         }
@@ -41,7 +43,8 @@ impl Node {
 
     /// Waits for the signal until `deadline`; false if it did not come by then (the caller
     /// must then withdraw the node under its lock, and re-check `is_set`).
-    pub(super) fn wait_until(&self, deadline: Instant) -> bool {
+    pub(super) fn wait_until(&self, deadline: Instant, reason: Wait) -> bool {
+        crate::dump::set_wait(reason);
         while !self.is_set() {
             if Instant::now() >= deadline {
                 return false;
