@@ -482,7 +482,10 @@ fn many_gs_in_and_out_of_blocking() {
 #[test]
 fn a_freeze_is_reported_by_default() {
     if is_child("a_freeze_is_reported_by_default") {
-        let stuck = gort::go!(|| std::thread::sleep(std::time::Duration::from_millis(2_500)));
+        let stuck = gort::Builder::new()
+            .name("stuck".into())
+            .spawn(|| std::thread::sleep(std::time::Duration::from_millis(2_500)))
+            .unwrap();
         let waiting = gort::go!(|| 1);
         println!("stuck id {}", stuck.id());
         stuck.join().unwrap();
@@ -507,6 +510,11 @@ fn a_freeze_is_reported_by_default() {
         "{err}"
     );
     assert!(reports[0].contains("gort::blocking"), "{err}");
+    // It names the green thread and where it was spawned.
+    assert!(
+        reports[0].contains("\"stuck\" (spawned at tests/blocking.rs:"),
+        "{err}"
+    );
 }
 
 #[test]
