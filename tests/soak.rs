@@ -37,12 +37,15 @@ impl Rng {
 const WORKERS: u64 = 24;
 const PERMITS: usize = 3;
 
+/// A message: (worker id, sequence number), unique per run.
+type Msg = (u64, u64);
+
 /// What every worker shares.
 struct World {
     seed: u64,
     deadline: Instant,
     /// One channel of each flavour: rendezvous, buffered, unbounded.
-    chans: Vec<(Sender<(u64, u64)>, Receiver<(u64, u64)>)>,
+    chans: Vec<(Sender<Msg>, Receiver<Msg>)>,
     counter: Mutex<u64>,
     rw: RwLock<u64>,
     flag: Mutex<u64>,
