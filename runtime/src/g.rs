@@ -48,31 +48,13 @@ pub(crate) enum Suspend {
 pub(crate) type Coro = Coroutine<(), Suspend, (), GStack>;
 pub(crate) type GYielder = Yielder<(), Suspend>;
 
-// The park state word (see `park.rs` for the protocol and its proof sketch).
-/// Runnable, running, or queued; no wake-up token.
-pub(crate) const ACTIVE: u8 = 0;
-/// As ACTIVE, with a wake-up token: the next `park` returns at once.
-pub(crate) const NOTIFIED: u8 = 1;
-/// The G called `park` and is switching off its stack; its M will decide.
-pub(crate) const PARKING: u8 = 2;
-/// Off its stack, in nobody's queue; the next `unpark` makes it runnable.
-pub(crate) const PARKED: u8 = 3;
-/// Finished; unparks are ignored.
-pub(crate) const DEAD: u8 = 4;
-/// PARKED, and sysmon is giving back part of its stack (`shrink.rs`): not runnable yet.
-pub(crate) const SHRINKING: u8 = 5;
-/// SHRINKING, and an `unpark` came: the shrinker queues the G when it is done.
-pub(crate) const SHRINK_WOKEN: u8 = 6;
+// The park state word: its values and transitions are in `protocol::park_word`.
+pub(crate) use crate::protocol::park_word::{
+    ACTIVE, DEAD, NOTIFIED, PARKED, PARKING, SHRINKING, SHRINK_WOKEN,
+};
 
-// The join state word.
-/// Not finished; nobody waits.
-const J_RUNNING: u8 = 0;
-/// A joiner registered its `Unparker` in `joiner` and waits.
-const J_WAITING: u8 = 1;
-/// The result is in the slot.
-const J_DONE: u8 = 2;
-/// The `JoinHandle` was dropped: the G drops its own result.
-const J_DETACHED: u8 = 3;
+// The join word: its values and transitions are in `protocol::join_word`.
+use crate::protocol::join_word::{self, J_DETACHED, J_RUNNING, J_WAITING};
 
 /// Bytes of closure or result stored inside the G; larger ones are boxed.
 const SLOT_BYTES: usize = 64;
@@ -560,9 +542,8 @@ impl G {
     /// The result is in the slot: count the G finished, then hand the result over.
     fn complete(&self) {
         crate::sched::sched().note_finished();
-        // AcqRel: Release publishes the result to the joiner's Acquire; Acquire takes the
-        // joiner's `joiner` write (J_WAITING) or the handle's departure (J_DETACHED).
-        match self.join.swap(J_DONE, Ordering::AcqRel) {
+        // `protocol::join_word` (model-checked in tests/loom.rs).
+        match join_word::finish(&self.join) {
             J_WAITING => {
                 // SAFETY: the joiner wrote `joiner` before publishing J_WAITING, which we
                 // read; it no longer touches it.
@@ -581,7 +562,7 @@ impl G {
 
     /// Whether the result is ready.
     pub(crate) fn is_finished(&self) -> bool {
-        self.join.load(Ordering::Acquire) == J_DONE
+        join_word::is_done(&self.join)
     }
 
     /// Waits for the result and takes it (the join handle's side).
@@ -603,19 +584,13 @@ impl G {
         &self,
         deadline: Option<Instant>,
     ) -> Option<thread::Result<T>> {
-        // Acquire: pairs with the Release swap to J_DONE.
-        if self.join.load(Ordering::Acquire) != J_DONE {
+        if !join_word::is_done(&self.join) {
             // SAFETY: nobody reads `joiner` before we publish J_WAITING.
             unsafe { *self.joiner.get() = Some(Unparker::current()) };
-            // Release publishes `joiner`; Acquire (on failure: J_DONE) takes the result.
-            if self
-                .join
-                .compare_exchange(J_RUNNING, J_WAITING, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
+            if join_word::register(&self.join) {
                 crate::dump::set_wait(crate::dump::Wait::Join);
                 // Spurious wake-ups and stale tokens are possible: loop on the state.
-                while self.join.load(Ordering::Acquire) != J_DONE {
+                while !join_word::is_done(&self.join) {
                     match deadline {
                         None => crate::park::park(),
                         Some(d) if Instant::now() < d => crate::park::park_deadline(d),
@@ -655,12 +630,7 @@ impl G {
         }
         // SAFETY: nobody reads `joiner` before we publish J_WAITING.
         unsafe { *self.joiner.get() = Some(Unparker::Task(Box::new(waker.clone()))) };
-        // As in `join`.
-        if self
-            .join
-            .compare_exchange(J_RUNNING, J_WAITING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+        if join_word::register(&self.join) {
             *registered = true;
             false
         } else {
@@ -676,12 +646,7 @@ impl G {
     /// # Safety
     /// Called by the holder of the join handle, after a `poll_join` that registered.
     pub(crate) unsafe fn withdraw_joiner(&self) -> bool {
-        // Acquire on failure: J_DONE, the result may be taken next.
-        if self
-            .join
-            .compare_exchange(J_WAITING, J_RUNNING, Ordering::Relaxed, Ordering::Acquire)
-            .is_ok()
-        {
+        if join_word::withdraw(&self.join) {
             // SAFETY: withdrawn before the G swapped in J_DONE: it never read `joiner`.
             drop(unsafe { (*self.joiner.get()).take() });
             true
@@ -695,13 +660,7 @@ impl G {
     /// # Safety
     /// Called once, by the holder of the join handle, instead of `join`.
     pub(crate) unsafe fn detach(&self) {
-        // AcqRel: Release tells the G to drop its own result; Acquire (on failure: J_DONE)
-        // takes the result so that we drop it.
-        if self
-            .join
-            .compare_exchange(J_RUNNING, J_DETACHED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if !join_word::detach(&self.join) {
             // SAFETY: J_DONE: the result is ours to drop.
             unsafe { ((*self.ops.get()).drop_result)(self.slot.get(), self.id()) };
         }

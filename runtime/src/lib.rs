@@ -20,6 +20,8 @@ mod local;
 pub mod net;
 mod park;
 mod parking;
+#[doc(hidden)]
+pub mod protocol;
 mod sched;
 mod scope;
 mod select;

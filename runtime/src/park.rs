@@ -32,9 +32,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::deadlock::{plain_current, PlainThread};
+use crate::protocol::park_word;
 use std::time::Instant;
 
-use crate::g::{GRef, Suspend, ACTIVE, DEAD, NOTIFIED, PARKED, PARKING, SHRINKING, SHRINK_WOKEN};
+use crate::g::{GRef, Suspend, NOTIFIED};
 use crate::sched::{current_g, sched, suspend};
 use crate::timer::{Action, TimerState};
 
@@ -147,30 +148,11 @@ impl Unparker {
     }
 }
 
-/// The state-word half of `unpark`. True if the G was PARKED and must now be queued.
+/// The state-word half of `unpark` (`protocol::park_word::unpark`, model-checked in
+/// tests/loom.rs). True if the G was PARKED and must now be queued.
+#[inline(always)]
 fn unpark_g(g: &GRef) -> bool {
-    let mut cur = g.state.load(Ordering::Relaxed);
-    loop {
-        let new = match cur {
-            NOTIFIED | DEAD | SHRINK_WOKEN => return false,
-            ACTIVE | PARKING => NOTIFIED,
-            PARKED => ACTIVE,
-            // Sysmon is shrinking its stack: it queues the G when done (`shrink.rs`).
-            SHRINKING => SHRINK_WOKEN,
-            other => unreachable!("bad G state {other}"),
-        };
-        // AcqRel: Release makes the waker's writes (the condition it changed) visible to
-        // the G, which reads the token with Acquire; Acquire on PARKED -> ACTIVE pairs with
-        // the M's Release CAS PARKING -> PARKED, so the suspended coroutine is complete
-        // before we queue it.
-        match g
-            .state
-            .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Relaxed)
-        {
-            Ok(_) => return cur == PARKED,
-            Err(actual) => cur = actual,
-        }
-    }
+    park_word::unpark(&g.state)
 }
 
 /// Blocks the caller until an `unpark` (or returns at once if a token is waiting; may also
@@ -193,12 +175,9 @@ pub(crate) fn park() {
 pub(crate) unsafe fn park_g(g: *const crate::g::G) {
     // SAFETY: `g` is the running G; it stays alive while it runs.
     let state = unsafe { &(*g).state };
-    // A token waiting: consume it. Acquire pairs with the waker's Release. (A plain load
-    // first: a failing compare-exchange costs as much as a succeeding one.)
+    // A token already waiting costs nothing more (checked first inside `begin` too).
     if state.load(Ordering::Relaxed) == NOTIFIED
-        && state
-            .compare_exchange(NOTIFIED, ACTIVE, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+        && park_word::begin(state) == park_word::Begin::Consumed
     {
         return;
     }
@@ -206,20 +185,13 @@ pub(crate) unsafe fn park_g(g: *const crate::g::G) {
     // the common case).
     // SAFETY: `g` is the G running on this thread.
     unsafe { crate::shrink::on_park(g) };
-    match state.compare_exchange(ACTIVE, PARKING, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => {
-            // The start of the wait, for the dump (a relaxed load and store).
-            // SAFETY: `g` is the G running on this thread.
-            unsafe { (*g).stamp_wait(sched().coarse_now()) };
-            // SAFETY: `g` is the G running on this thread.
-            unsafe { suspend(g, Suspend::Park) }
-        }
-        Err(NOTIFIED) => {
-            // A token arrived between the two CASes: consume it. Acquire as above.
-            state.store(ACTIVE, Ordering::Relaxed);
-            std::sync::atomic::fence(Ordering::Acquire);
-        }
-        Err(other) => unreachable!("park in G state {other}"),
+    // The state word's protocol (`protocol::park_word`, model-checked in tests/loom.rs).
+    if park_word::begin(state) == park_word::Begin::Suspend {
+        // The start of the wait, for the dump (a relaxed load and store).
+        // SAFETY: `g` is the G running on this thread.
+        unsafe { (*g).stamp_wait(sched().coarse_now()) };
+        // SAFETY: `g` is the G running on this thread.
+        unsafe { suspend(g, Suspend::Park) }
     }
 }
 

@@ -50,7 +50,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::config::{Config, MAX_PROCS};
 pub(crate) use crate::g::GRef;
-use crate::g::{Coro, Suspend, ACTIVE, DEAD, G, NOTIFIED, PARKED, PARKING};
+use crate::g::{Coro, Suspend, DEAD, G};
 use crate::signal;
 use crate::stack::{self, GStack, StackClass};
 use crate::timer::Timers;
@@ -141,12 +141,8 @@ pub(crate) struct P {
     pub(crate) running_g: AtomicU64,
 }
 
-/// In the idle list (or being handed from sysmon to an M).
-pub(crate) const P_IDLE: u8 = 0;
-/// Held by an M running G's.
-pub(crate) const P_RUNNING: u8 = 1;
-/// Held by an M whose G is inside `blocking`: sysmon may take it (CAS to `P_IDLE`).
-pub(crate) const P_SYSCALL: u8 = 2;
+// A P's status: its values and the blocking-call hand-off are in `protocol::p_status`.
+pub(crate) use crate::protocol::p_status::{P_IDLE, P_RUNNING, P_SYSCALL};
 
 struct PLocal {
     schedtick: u32,
@@ -904,24 +900,11 @@ impl Sched {
     /// M holding that P runs the G itself when the current G blocks, yields or ends (Go's
     /// `ready` makes the same trade); only parallelism is delayed, never the G.
     pub(crate) fn wakep(&self, external: bool) {
-        if external {
-            // SeqCst fence: the submitter's half of the protocol in the module docs. It
-            // orders our queue push before the loads below, pairing with the fence an
-            // idling M issues between its counter updates and its last look at the queues.
-            fence(Ordering::SeqCst);
+        // The submitter's half of the protocol in the module docs (`protocol::idle`,
+        // model-checked in tests/loom.rs).
+        if crate::protocol::idle::should_wake(&self.npidle, &self.nmspinning, external) {
+            self.startm(true);
         }
-        if self.npidle.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        if self.nmspinning.load(Ordering::Relaxed) != 0
-            || self
-                .nmspinning
-                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        self.startm(true);
     }
 
     /// Gets an idle P and runs an M on it: a parked M if any, else a new thread. With
@@ -1049,7 +1032,7 @@ impl Sched {
     fn pidle_push(&self, idle: &mut Idle, pid: usize) {
         self.ps[pid].status.store(P_IDLE, Ordering::Relaxed);
         idle.pidle.push(pid);
-        self.npidle.fetch_add(1, Ordering::SeqCst);
+        crate::protocol::idle::p_idled(&self.npidle);
     }
 
     /// Takes an idle P, `want` if it is idle, else the most recently idled one. The caller
@@ -1345,13 +1328,11 @@ impl M {
             }
             self.p = NO_P;
             set_current_p(NO_P);
-            if self.spinning {
-                self.spinning = false;
-                s.nmspinning.fetch_sub(1, Ordering::SeqCst);
-            }
-            // SeqCst fence: the idler's half of the protocol (module docs); pairs with the
-            // fence in `wakep`. Then one more look at every queue.
-            fence(Ordering::SeqCst);
+            // The idler's half of the protocol (module docs, `protocol::idle`): stop
+            // spinning, SeqCst fence pairing with the one in `wakep`; then one more look at
+            // every queue.
+            crate::protocol::idle::going_idle(&s.nmspinning, self.spinning);
+            self.spinning = false;
             if s.any_work() {
                 let mut idle = lock(&s.idle);
                 if let Some(pid) = s.pidle_pop(&mut idle, NO_P) {
@@ -1649,36 +1630,24 @@ impl M {
                     return;
                 }
                 CoroutineResult::Yield(Suspend::Park) => {
-                    // The G is off its stack: decide its fate here, never on the G's side.
-                    // AcqRel: Release publishes the suspended coroutine to the M that will
-                    // resume it (pairs with the waker's Acquire CAS PARKED -> ACTIVE);
-                    // Acquire takes the waker's writes if the token won.
-                    match g.state.compare_exchange(
-                        PARKING,
-                        PARKED,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    ) {
+                    // The G is off its stack: decide its fate here, never on the G's side
+                    // (`protocol::park_word::commit`, model-checked in tests/loom.rs).
+                    if crate::protocol::park_word::commit(&g.state) {
                         // Parked. Our reference stays with the G ("a parked G owns one
                         // reference to itself"): the `unpark` that moves it back to ACTIVE
                         // takes that very reference to queue it. So a parked G is never
                         // freed under a waker that holds only its address, and its count
                         // never drops to zero and back. Do not touch the G after this.
-                        Ok(_) => {
-                            let _ = g.into_raw();
-                            let p = self.p();
-                            // Owner-only counter (see P).
-                            p.parked
-                                .store(p.parked.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-                            return;
-                        }
-                        Err(NOTIFIED) => {
-                            // The wake-up arrived during the switch: run it again at once.
-                            g.state.store(ACTIVE, Ordering::Relaxed);
-                            continue;
-                        }
-                        Err(other) => unreachable!("G parked in state {other}"),
+                        let _ = g.into_raw();
+                        let p = self.p();
+                        // Owner-only counter (see P).
+                        p.parked
+                            .store(p.parked.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                        return;
                     }
+                    // The wake-up arrived during the switch (the word is ACTIVE again): run
+                    // it again at once.
+                    continue;
                 }
                 CoroutineResult::Return(()) => {
                     g.state.store(DEAD, Ordering::Relaxed);

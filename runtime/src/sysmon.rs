@@ -35,9 +35,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::g::Suspend;
+use crate::protocol::p_status;
 use crate::sched::{
     current_g, current_p, sched, set_blocking_g, set_current_g, set_current_p, suspend, Sched,
-    NO_P, P_IDLE, P_RUNNING, P_SYSCALL,
+    NO_P, P_RUNNING, P_SYSCALL,
 };
 
 /// Sysmon's shortest and longest delay between rounds.
@@ -96,12 +97,13 @@ where
     set_current_g(ptr::null());
     set_current_p(NO_P);
     set_blocking_g(g);
-    // SeqCst: its Release half publishes this M's use of the P (queues, caches) to whoever
-    // takes it with an Acquire CAS (sysmon, or another M leaving `blocking`); with the
-    // SeqCst load below it is one side of a store-buffer pair with sysmon, which stores
-    // `sysmon_sleeping` and then reads the idle count: either sysmon sees a busy P and
-    // stays awake, or we see it asleep and wake it.
-    p.status.store(P_SYSCALL, Ordering::SeqCst);
+    // SeqCst (`protocol::p_status::enter`, model-checked in tests/loom.rs): its Release
+    // half publishes this M's use of the P (queues, caches) to whoever takes it with an
+    // Acquire CAS (sysmon, or another M leaving `blocking`); with the SeqCst load below it
+    // is one side of a store-buffer pair with sysmon, which stores `sysmon_sleeping` and
+    // then reads the idle count: either sysmon sees a busy P and stays awake, or we see it
+    // asleep and wake it.
+    p_status::enter(&p.status);
     if s.sysmon_sleeping.load(Ordering::SeqCst) {
         wake_sysmon(s);
     }
@@ -132,13 +134,10 @@ fn exitsyscall(s: &'static Sched, g: *const crate::g::G, pid: usize) {
     // SAFETY: `g` is the running G (ours), alive while it runs.
     let id = unsafe { (*g).id() };
     let p = &s.ps()[pid];
-    // Acquire: if the P went through other hands while we were away (another M took it
-    // and entered `blocking` itself), their writes to it come with it; pairs with the
-    // SeqCst store in `blocking`.
-    if p.status
-        .compare_exchange(P_SYSCALL, P_RUNNING, Ordering::Acquire, Ordering::Relaxed)
-        .is_ok()
-    {
+    // Acquire (`p_status::reclaim`): if the P went through other hands while we were away
+    // (another M took it and entered `blocking` itself), their writes to it come with it;
+    // pairs with the SeqCst store in `blocking`.
+    if p_status::reclaim(&p.status) {
         set_current_p(pid);
         p.running_g.store(id, Ordering::Relaxed);
         return;
@@ -318,12 +317,9 @@ fn retake(s: &'static Sched, now: Instant, seen: &mut [Seen]) -> bool {
                     // At GORT_MAXTHREADS with no M parked: wait for one to come back.
                     continue;
                 }
-                // Acquire: pairs with the SeqCst store in `blocking` (the M's use of the P
-                // before the call comes with it).
-                if p.status
-                    .compare_exchange(P_SYSCALL, P_IDLE, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
+                // Acquire (`p_status::retake`): pairs with the SeqCst store in `blocking`
+                // (the M's use of the P before the call comes with it).
+                if p_status::retake(&p.status) {
                     seen.syscall_since = None;
                     s.handoffp(i);
                     retook = true;

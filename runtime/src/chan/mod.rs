@@ -53,8 +53,8 @@ use crate::timer::TimerState;
 mod ring;
 use ring::{PopError, PushError, Ring, Side, MAX_RING};
 
-const NONE: usize = usize::MAX;
-const CANCELLED: usize = usize::MAX - 1;
+// The token's protocol: `protocol::token` (model-checked in tests/loom.rs).
+use crate::protocol::token::{self as token_word, NONE};
 
 /// The rendezvous point of one blocked operation (or of all the cases of one `select!`).
 /// It lives on the blocked caller's stack: see `Waiter` for why that is sound.
@@ -83,31 +83,20 @@ impl Token {
         }
     }
 
-    /// Claims the token for `case`. Only the winner may complete the operation.
+    /// Claims the token for `case`. Only the winner may complete the operation. (An
+    /// exclusive token's one completer, which popped its waiter under the lock, needs no
+    /// CAS: nobody else can reach the waiter and nobody cancels it.)
     fn claim(&self, case: usize) -> bool {
-        if self.exclusive {
-            // Nobody else can reach this waiter (we popped it under the lock, which also
-            // orders the owner's writes before ours) and nobody cancels it.
-            self.selected.store(case, Ordering::Relaxed);
-            return true;
-        }
-        // AcqRel: Acquire pairs with the owner's publication of the waiter (made under the
-        // channel lock); Release orders our claim before our writes to the slot.
-        self.selected
-            .compare_exchange(NONE, case, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        token_word::claim(&self.selected, case, self.exclusive)
     }
 
     /// Cancels an unclaimed token. False if a completer claimed it first.
     fn cancel(&self) -> bool {
-        self.selected
-            .compare_exchange(NONE, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        token_word::cancel(&self.selected)
     }
 
     fn is_done(&self) -> bool {
-        // Acquire: pairs with the completer's Release store of `done`.
-        self.done.load(Ordering::Acquire)
+        token_word::is_done(&self.done)
     }
 
     /// Waits until a completer is done, or until `deadline`. False if it timed out (and
@@ -145,7 +134,7 @@ impl Token {
     }
 
     fn selected(&self) -> usize {
-        self.selected.load(Ordering::Acquire)
+        token_word::selected(&self.selected)
     }
 }
 
@@ -238,8 +227,7 @@ impl<T> WaiterPtr<T> {
             if closed {
                 w.closed.store(true, Ordering::Relaxed);
             }
-            // Release: publishes the slot and `closed` to the owner's Acquire load.
-            t.done.store(true, Ordering::Release);
+            token_word::publish_done(&t.done);
             u
         }
     }
@@ -297,8 +285,7 @@ fn notify_all(obs: &mut Vec<Observer>) -> Vec<Unparker> {
             }
             // SAFETY: claimed and not yet done: the watcher is still blocked waiting.
             let u = unsafe { t.waker.upgrade() };
-            // Release: pairs with the watcher's Acquire in `Token::is_done`.
-            t.done.store(true, Ordering::Release);
+            token_word::publish_done(&t.done);
             Some(u)
         })
         .collect()

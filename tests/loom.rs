@@ -1,0 +1,340 @@
+//! loom models of the runtime's lock-free protocols, run on the runtime's own code: the
+//! state-word functions of `gort::protocol` are generic over small atomic traits, which the
+//! runtime instantiates with std's atomics and these models with loom's (through the local
+//! wrappers below). loom explores the interleavings (and the outcomes the memory orderings
+//! allow) of the few threads in each model, up to a bound of preemptions per execution
+//! (`PREEMPTIONS`), which keeps the whole file within a few seconds for CI.
+//!
+//! How each model was checked to fail when its protocol is weakened (by editing
+//! `runtime/src/protocol.rs`, running `cargo test --release --test loom`, then reverting):
+//! - park word: the consuming CAS NOTIFIED -> ACTIVE in `begin` made Relaxed: loom finds a G
+//!   that consumes the token without seeing the waker's condition, parks again and is never
+//!   queued ("lost wake-up" assertion). `unpark` queueing a G still PARKING (on its stack):
+//!   the M's `commit` then finds the word ACTIVE ("G parked in state 0").
+//! - join word: `finish` made Release only (no Acquire): loom reports "Causality violation:
+//!   Concurrent read and write accesses" (the G reads the joiner's handle cell unordered
+//!   with the joiner's write).
+//! - token: `cancel` made to succeed even when a completer claimed first: "cancelled, yet a
+//!   completer won".
+//! - idle M's and `wakep`: either fence removed (`should_wake` or `going_idle`): loom finds
+//!   the submitter reading no idle P while the idler's last look misses the G ("stranded").
+//! - P hand-off: `enter` made Relaxed (no Release): loom reports a causality violation on
+//!   the P's local data (sysmon's new owner reads it unordered with the M's last write);
+//!   `retake` succeeding from any status: both take the P, and loom reports the concurrent
+//!   accesses to its data.
+
+use gort::protocol::{
+    idle, join_word, p_status, park_word, token, AtomicBoolOps, AtomicU8Ops, AtomicUsizeOps,
+};
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
+use loom::sync::Arc;
+use loom::thread;
+use std::sync::atomic::Ordering;
+
+/// The preemption bound of every model (loom's recommended 2 - 3: most concurrency bugs
+/// need few preemptions to show).
+const PREEMPTIONS: usize = 3;
+
+fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(PREEMPTIONS);
+    b.check(f);
+}
+
+struct L8(AtomicU8);
+impl AtomicU8Ops for L8 {
+    fn load(&self, o: Ordering) -> u8 {
+        self.0.load(o)
+    }
+    fn store(&self, v: u8, o: Ordering) {
+        self.0.store(v, o)
+    }
+    fn swap(&self, v: u8, o: Ordering) -> u8 {
+        self.0.swap(v, o)
+    }
+    fn compare_exchange(&self, c: u8, n: u8, s: Ordering, f: Ordering) -> Result<u8, u8> {
+        self.0.compare_exchange(c, n, s, f)
+    }
+}
+
+struct LUsize(AtomicUsize);
+impl AtomicUsizeOps for LUsize {
+    fn load(&self, o: Ordering) -> usize {
+        self.0.load(o)
+    }
+    fn store(&self, v: usize, o: Ordering) {
+        self.0.store(v, o)
+    }
+    fn compare_exchange(
+        &self,
+        c: usize,
+        n: usize,
+        s: Ordering,
+        f: Ordering,
+    ) -> Result<usize, usize> {
+        self.0.compare_exchange(c, n, s, f)
+    }
+    fn fetch_add(&self, v: usize, o: Ordering) -> usize {
+        self.0.fetch_add(v, o)
+    }
+    fn fetch_sub(&self, v: usize, o: Ordering) -> usize {
+        self.0.fetch_sub(v, o)
+    }
+    fn fence(o: Ordering) {
+        loom::sync::atomic::fence(o)
+    }
+}
+
+struct LBool(AtomicBool);
+impl AtomicBoolOps for LBool {
+    fn load(&self, o: Ordering) -> bool {
+        self.0.load(o)
+    }
+    fn store(&self, v: bool, o: Ordering) {
+        self.0.store(v, o)
+    }
+}
+
+/// A G parks until a condition holds while two wakers set it and unpark the G: the G never
+/// sleeps with the condition set and nobody to queue it, and at most one waker queues it.
+#[test]
+fn park_word_no_lost_wake_up_with_two_unparkers() {
+    model(|| {
+        let state = Arc::new(L8(AtomicU8::new(park_word::ACTIVE)));
+        // The condition the G waits for (a plain flag: the state word must order it).
+        let ready = Arc::new(AtomicBool::new(false));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let wakers: Vec<_> = (0..2)
+            .map(|_| {
+                let (state, ready, queued) = (state.clone(), ready.clone(), queued.clone());
+                thread::spawn(move || {
+                    ready.store(true, Ordering::Relaxed);
+                    if park_word::unpark(&*state) {
+                        // We queue the parked G; when it runs it sees the condition.
+                        queued.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        // The G: `while !ready { park() }`, with the M's half of the switch inline.
+        let parked = loop {
+            if ready.load(Ordering::Relaxed) {
+                break false;
+            }
+            match park_word::begin(&*state) {
+                park_word::Begin::Consumed => continue,
+                park_word::Begin::Suspend => {
+                    if park_word::commit(&*state) {
+                        break true; // off its stack until someone queues it
+                    }
+                }
+            }
+        };
+        for w in wakers {
+            w.join().unwrap();
+        }
+        let q = queued.load(Ordering::Relaxed);
+        if parked {
+            assert_eq!(
+                q, 1,
+                "a parked G must be queued exactly once (lost wake-up)"
+            );
+        } else {
+            assert_eq!(q, 0, "a G that never parked was queued");
+        }
+    });
+}
+
+/// The join word: the G finishes while the handle joins (registering its handle), or
+/// detaches, or registers and then withdraws (a timed-out join): the result and the
+/// joiner's handle are each touched by one side at a time, and a registered joiner is woken.
+#[test]
+fn join_word_join_detach_withdraw() {
+    for mode in 0..3 {
+        model(move || {
+            let word = Arc::new(L8(AtomicU8::new(join_word::J_RUNNING)));
+            let result = Arc::new(UnsafeCell::new(0u32));
+            let joiner = Arc::new(UnsafeCell::new(0u32));
+            let woken = Arc::new(AtomicBool::new(false));
+            let g = {
+                let (word, result, joiner, woken) =
+                    (word.clone(), result.clone(), joiner.clone(), woken.clone());
+                thread::spawn(move || {
+                    result.with_mut(|r| unsafe { *r = 42 });
+                    match join_word::finish(&*word) {
+                        join_word::J_WAITING => {
+                            // Take the joiner's handle and wake it.
+                            let h = joiner.with(|j| unsafe { *j });
+                            assert_eq!(h, 7);
+                            woken.store(true, Ordering::Release);
+                        }
+                        join_word::J_DETACHED => {
+                            // Nobody will take the result: drop it here.
+                            result.with_mut(|r| unsafe { *r = 0 });
+                        }
+                        _ => {}
+                    }
+                })
+            };
+            match mode {
+                // Join: register, then wait for the result.
+                0 => {
+                    if !join_word::is_done(&*word) {
+                        joiner.with_mut(|j| unsafe { *j = 7 });
+                        if join_word::register(&*word) {
+                            while !join_word::is_done(&*word) {
+                                thread::yield_now();
+                            }
+                        } else {
+                            // Finished meanwhile: our handle was never published.
+                            joiner.with_mut(|j| unsafe { *j = 0 });
+                        }
+                    }
+                    assert_eq!(result.with(|r| unsafe { *r }), 42);
+                }
+                // Detach: the G or we drop the result, never both.
+                1 => {
+                    if !join_word::detach(&*word) {
+                        result.with_mut(|r| unsafe { *r = 0 });
+                    }
+                }
+                // Register, then withdraw (a join that timed out), then join for good.
+                _ => {
+                    joiner.with_mut(|j| unsafe { *j = 7 });
+                    if join_word::register(&*word) {
+                        if join_word::withdraw(&*word) {
+                            // Ours again: the G never read it.
+                            joiner.with_mut(|j| unsafe { *j = 0 });
+                        } else {
+                            while !join_word::is_done(&*word) {
+                                thread::yield_now();
+                            }
+                        }
+                    } else {
+                        joiner.with_mut(|j| unsafe { *j = 0 });
+                    }
+                    while !join_word::is_done(&*word) {
+                        thread::yield_now();
+                    }
+                    assert_eq!(result.with(|r| unsafe { *r }), 42);
+                }
+            }
+            g.join().unwrap();
+            if mode == 0 && woken.load(Ordering::Acquire) {
+                // Woken only after registering: the handle it read was ours.
+                assert_eq!(joiner.with(|j| unsafe { *j }), 7);
+            }
+        });
+    }
+}
+
+/// A channel token: two completers (say, a receive arm and a send arm of one select, on
+/// two channels) race to claim it while its owner times out and cancels. Exactly one wins;
+/// the value moves through the slot only from the winning completer to the owner, and only
+/// after `done`.
+#[test]
+fn token_claimed_by_one_completer_or_cancelled() {
+    model(|| {
+        let selected = Arc::new(LUsize(AtomicUsize::new(token::NONE)));
+        let done = Arc::new(LBool(AtomicBool::new(false)));
+        let slot = Arc::new(UnsafeCell::new(0usize));
+        let wins = Arc::new(AtomicUsize::new(0));
+        let completers: Vec<_> = (0..2)
+            .map(|case| {
+                let (selected, done, slot, wins) =
+                    (selected.clone(), done.clone(), slot.clone(), wins.clone());
+                thread::spawn(move || {
+                    if token::claim(&*selected, case, false) {
+                        wins.fetch_add(1, Ordering::Relaxed);
+                        slot.with_mut(|s| unsafe { *s = 100 + case });
+                        token::publish_done(&*done);
+                    }
+                })
+            })
+            .collect();
+        // The owner times out.
+        let got = if token::cancel(&*selected) {
+            None
+        } else {
+            // Claimed first: wait for the completer to finish, then take the value.
+            while !token::is_done(&*done) {
+                thread::yield_now();
+            }
+            let case = token::selected(&*selected);
+            let v = slot.with(|s| unsafe { *s });
+            assert_eq!(v, 100 + case);
+            Some(case)
+        };
+        for c in completers {
+            c.join().unwrap();
+        }
+        let w = wins.load(Ordering::Relaxed);
+        match got {
+            None => assert_eq!(w, 0, "cancelled, yet a completer won"),
+            Some(_) => assert_eq!(w, 1, "exactly one completer wins"),
+        }
+    });
+}
+
+/// The P hand-off around `blocking`: the M marks its P P_SYSCALL and makes a blocking call;
+/// sysmon may take the P meanwhile (to hand it to another M) or the M may take it back when
+/// the call returns. Exactly one of them owns the P afterwards, and the P's local data
+/// (its queues and caches, a plain cell here) passes from the M to the winner in order.
+#[test]
+fn p_status_hand_off_between_a_returning_m_and_sysmon() {
+    model(|| {
+        let status = Arc::new(L8(AtomicU8::new(p_status::P_RUNNING)));
+        let local = Arc::new(UnsafeCell::new(0u32));
+        let owners = Arc::new(AtomicUsize::new(0));
+        // The M: uses its P, enters the call, comes back.
+        let m = {
+            let (status, local, owners) = (status.clone(), local.clone(), owners.clone());
+            thread::spawn(move || {
+                local.with_mut(|l| unsafe { *l = 1 });
+                p_status::enter(&*status);
+                // ... the blocking call ...
+                if p_status::reclaim(&*status) {
+                    owners.fetch_add(1, Ordering::Relaxed);
+                    local.with_mut(|l| unsafe { *l += 1 });
+                }
+            })
+        };
+        // Sysmon: if it sees the call, takes the P for another M, which uses it.
+        if status.load(Ordering::Relaxed) == p_status::P_SYSCALL && p_status::retake(&*status) {
+            owners.fetch_add(1, Ordering::Relaxed);
+            let seen = local.with(|l| unsafe { *l });
+            assert_eq!(seen, 1, "the new owner sees the M's last use of the P");
+            local.with_mut(|l| unsafe { *l = 10 });
+        }
+        m.join().unwrap();
+        assert!(owners.load(Ordering::Relaxed) <= 1, "both took the P");
+    });
+}
+
+/// Idle M's and `wakep`: a thread without a P submits a G (to the global queue) while the
+/// last spinning M finds nothing and goes idle. Either the idler's last look finds the G or
+/// the submitter wakes an M for it: the G is never stranded.
+#[test]
+fn idle_m_and_wakep_strand_no_g() {
+    model(|| {
+        // One P, held by the spinning M that is about to go idle.
+        let npidle = Arc::new(LUsize(AtomicUsize::new(0)));
+        let nmspinning = Arc::new(LUsize(AtomicUsize::new(1)));
+        // The global queue (its push and pop are Relaxed here: the fences must do the work).
+        let queue = Arc::new(AtomicUsize::new(0));
+        let submitter = {
+            let (npidle, nmspinning, queue) = (npidle.clone(), nmspinning.clone(), queue.clone());
+            thread::spawn(move || {
+                queue.store(1, Ordering::Relaxed);
+                idle::should_wake(&*npidle, &*nmspinning, true)
+            })
+        };
+        // The idler: its P goes on the idle list, it stops spinning, and looks once more.
+        idle::p_idled(&*npidle);
+        idle::going_idle(&*nmspinning, true);
+        let found = queue.load(Ordering::Relaxed) != 0;
+        let woke = submitter.join().unwrap();
+        assert!(found || woke, "the G is stranded: nobody runs it");
+    });
+}
