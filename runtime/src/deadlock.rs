@@ -1,7 +1,8 @@
 //! The deadlock report: Go's `fatal error: all goroutines are asleep - deadlock!`.
 //!
 //! When sysmon is about to sleep because every P is idle, it checks whether anything could
-//! ever run again. It reports (and exits with status 2, as Go does) only when the evidence is
+//! ever run again (and again while it sleeps, backing off from 200 ms to 5 s: one look can
+//! be inconclusive for a moment, and a program that deadlocks later would never wake it). It reports (and exits with status 2, as Go does) only when the evidence is
 //! conclusive, twice, 100 ms apart, with no green thread scheduled and no OS thread woken in
 //! between:
 //!

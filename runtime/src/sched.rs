@@ -100,6 +100,9 @@ const IDLE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 /// How long an M with nothing to run keeps polling the network before it gives its P back,
 /// when G's wait on sockets.
 const NETPOLL_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
+/// How long the runtime must have been all idle (by the coarse clock) before the M that
+/// ends the idle period wakes a sleeping sysmon (`Sched::end_all_idle`).
+const SYSMON_REWAKE_MS: u32 = 10;
 /// A P index meaning "none".
 pub(crate) const NO_P: usize = usize::MAX;
 
@@ -267,6 +270,10 @@ pub(crate) struct Sched {
     /// Set by sysmon while it sleeps with no deadline at all (every P idle, no shrink work
     /// due); the stack shrinker's queue wakes it only then (see `shrink::nominate`).
     pub(crate) sysmon_indefinite: AtomicBool,
+    /// Set by `end_all_idle` when it wakes sysmon only to keep the coarse clock and watch
+    /// the P's: sysmon then resumes at its slowest pace, not its closest look (Relaxed: a
+    /// hint about the wake just made).
+    pub(crate) sysmon_calm: AtomicBool,
     /// `GORT_DEBUG` settings.
     pub(crate) schedtrace: Option<std::time::Duration>,
     pub(crate) hogs: Option<std::time::Duration>,
@@ -478,6 +485,7 @@ impl Sched {
             sysmon_thread: OnceLock::new(),
             sysmon_sleeping: AtomicBool::new(false),
             sysmon_indefinite: AtomicBool::new(false),
+            sysmon_calm: AtomicBool::new(false),
             schedtrace: cfg.schedtrace,
             hogs: cfg.hogs,
             started: std::time::Instant::now(),
@@ -1043,15 +1051,7 @@ impl Sched {
             None => idle.pidle.pop()?,
         };
         if self.npidle.fetch_sub(1, Ordering::SeqCst) == self.procs {
-            // Every P was idle until now: sysmon may sleep with no deadline, and the coarse
-            // clock has stood still since. Refresh it, and wake sysmon so that it keeps it
-            // (and watches the P's) while the runtime is busy. SeqCst load: the other half
-            // of the store-buffer pair with sysmon's store of the flag before its last look
-            // at `npidle` (either it sees this P taken, or we see it asleep).
-            self.tick_coarse(std::time::Instant::now());
-            if self.sysmon_sleeping.load(Ordering::SeqCst) {
-                crate::sysmon::wake_sysmon(self);
-            }
+            self.end_all_idle();
         }
         self.ps[pid].status.store(P_RUNNING, Ordering::Relaxed);
         Some(pid)
@@ -1071,6 +1071,27 @@ impl Sched {
     /// start to after they end.
     pub(crate) fn runtime_threads(&self) -> usize {
         self.nthreads.load(Ordering::SeqCst)
+    }
+
+    /// Every P was idle until now: sysmon may sleep with no deadline, and the coarse clock
+    /// has stood still since. Refresh the clock; and if it had stood still for a while
+    /// (sysmon asleep, not merely between two of a busy server's bursts), wake sysmon, so
+    /// that it keeps the clock (and watches the P's) while the runtime is busy. Waking it at
+    /// every burst would cost a context switch each (a quarter of a one-core echo server's
+    /// throughput, measured).
+    #[cold]
+    fn end_all_idle(&self) {
+        let before = self.coarse_now();
+        self.tick_coarse(std::time::Instant::now());
+        // SeqCst load: the other half of the store-buffer pair with sysmon's store of the
+        // flag before its last look at `npidle` (either it sees this P taken, or we see it
+        // asleep).
+        if self.coarse_now().wrapping_sub(before) >= SYSMON_REWAKE_MS
+            && self.sysmon_sleeping.load(Ordering::SeqCst)
+        {
+            self.sysmon_calm.store(true, Ordering::Relaxed);
+            crate::sysmon::wake_sysmon(self);
+        }
     }
 
     /// The coarse clock (see the field).
