@@ -112,7 +112,11 @@ pub(crate) fn park_plain() {
     }
 }
 
-/// Plain threads parked (marked) now, and the sum of their wake-ups.
+/// Plain threads parked (marked) now, and the sum of their wake-ups. SeqCst loads here and
+/// in `marks`/`looks_dead`: the check's reads of the marks, counters and queues are ordered
+/// in the single total order with the marking and unmarking (`unmark`, `park_plain`) and the
+/// counters' SeqCst updates (`npidle`, `nmspinning`, `IN_BLOCKING`), so a look never
+/// combines a value from before a change with one from after a later change.
 fn plain_parked() -> (usize, u64) {
     let all = PLAIN_THREADS.lock().unwrap_or_else(|e| e.into_inner());
     all.iter()
@@ -155,12 +159,14 @@ fn marks(s: &Sched) -> Marks {
 /// One look: whether nothing could run again, as of now (see the module docs).
 fn looks_dead(s: &Sched) -> Option<Marks> {
     let before = marks(s);
+    // SeqCst: as in `plain_parked` (pairs with the updates in `blocking`).
     if !s.all_idle() || IN_BLOCKING.load(Ordering::SeqCst) != 0 {
         return None;
     }
     if s.timers.len() != 0 || crate::net::poller_if_init().is_some_and(|p| p.waiting() != 0) {
         return None;
     }
+    // SeqCst: as in `plain_parked`.
     let runtime = s.runtime_threads() + EXTRA_THREADS.load(Ordering::SeqCst);
     let plain = os_threads()?.checked_sub(runtime)?;
     let parked = plain_parked().0;

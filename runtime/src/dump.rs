@@ -310,6 +310,7 @@ pub(crate) fn install_sigquit() {
         });
     match spawned {
         Ok(_) => {
+            // SeqCst: read by the deadlock check (see `deadlock::plain_parked`).
             crate::deadlock::EXTRA_THREADS.fetch_add(1, Ordering::SeqCst);
         }
         Err(e) => {

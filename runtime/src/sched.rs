@@ -1058,7 +1058,8 @@ impl Sched {
     }
 
     /// Every P idle with nothing queued anywhere and no M spinning (the deadlock check's
-    /// view; a busy runtime makes it false at once).
+    /// view; a busy runtime makes it false at once). SeqCst loads: see
+    /// `deadlock::plain_parked`.
     pub(crate) fn all_idle(&self) -> bool {
         self.npidle.load(Ordering::SeqCst) == self.procs
             && self.nmspinning.load(Ordering::SeqCst) == 0
@@ -1068,7 +1069,7 @@ impl Sched {
     }
 
     /// OS threads the runtime runs (M's, sysmon, a trimmer), counted from before they
-    /// start to after they end.
+    /// start to after they end. SeqCst: see `deadlock::plain_parked`.
     pub(crate) fn runtime_threads(&self) -> usize {
         self.nthreads.load(Ordering::SeqCst)
     }

@@ -107,6 +107,7 @@ where
     if s.sysmon_sleeping.load(Ordering::SeqCst) {
         wake_sysmon(s);
     }
+    // SeqCst: read by the deadlock check (see `deadlock::plain_parked`).
     crate::deadlock::IN_BLOCKING.fetch_add(1, Ordering::SeqCst);
     // For the dump: in a blocking call since now.
     // SAFETY: `g` is our G, alive while it runs.
@@ -120,6 +121,7 @@ where
     exitsyscall(s, g, pid);
     // After the G has its P back (or is queued for one): `deadlock::check` sees either
     // the count or a busy P.
+    // SeqCst: as above.
     crate::deadlock::IN_BLOCKING.fetch_sub(1, Ordering::SeqCst);
     match r {
         Ok(v) => v,
