@@ -7,7 +7,7 @@
 //!
 //! How each model was checked to fail when its protocol is weakened (by editing
 //! `runtime/src/protocol.rs`, running `cargo test --release --test loom`, then reverting):
-//! - park word: the consuming CAS NOTIFIED -> ACTIVE in `begin` made Relaxed: loom finds a G
+//! - park word: the consuming CAS NOTIFIED -> ACTIVE in `take_token` made Relaxed: loom finds a G
 //!   that consumes the token without seeing the waker's condition, parks again and is never
 //!   queued ("lost wake-up" assertion). `unpark` queueing a G still PARKING (on its stack):
 //!   the M's `commit` then finds the word ACTIVE ("G parked in state 0").
@@ -40,6 +40,20 @@ fn model<F: Fn() + Sync + Send + 'static>(f: F) {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(PREEMPTIONS);
     b.check(f);
+}
+
+/// Reads a cell shared between a model's threads. The access is what the model checks:
+/// loom reports it if it is not ordered with the other side's accesses by the protocol.
+fn get<T: Copy>(c: &UnsafeCell<T>) -> T {
+    // SAFETY: loom's cell tracks this access and fails the model on a racing one; the
+    // models only read cells the protocol under test hands to the reader.
+    c.with(|p| unsafe { *p })
+}
+
+/// Writes a cell shared between a model's threads (checked as in `get`).
+fn put<T>(c: &UnsafeCell<T>, v: T) {
+    // SAFETY: as in `get`: loom checks that no other access races with this write.
+    c.with_mut(|p| unsafe { *p = v })
 }
 
 struct L8(AtomicU8);
@@ -122,6 +136,9 @@ fn park_word_no_lost_wake_up_with_two_unparkers() {
             if ready.load(Ordering::Relaxed) {
                 break false;
             }
+            if park_word::take_token(&*state) {
+                continue;
+            }
             match park_word::begin(&*state) {
                 park_word::Begin::Consumed => continue,
                 park_word::Begin::Suspend => {
@@ -161,17 +178,17 @@ fn join_word_join_detach_withdraw() {
                 let (word, result, joiner, woken) =
                     (word.clone(), result.clone(), joiner.clone(), woken.clone());
                 thread::spawn(move || {
-                    result.with_mut(|r| unsafe { *r = 42 });
+                    put(&result, 42);
                     match join_word::finish(&*word) {
                         join_word::J_WAITING => {
                             // Take the joiner's handle and wake it.
-                            let h = joiner.with(|j| unsafe { *j });
+                            let h = get(&joiner);
                             assert_eq!(h, 7);
                             woken.store(true, Ordering::Release);
                         }
                         join_word::J_DETACHED => {
                             // Nobody will take the result: drop it here.
-                            result.with_mut(|r| unsafe { *r = 0 });
+                            put(&result, 0);
                         }
                         _ => {}
                     }
@@ -181,49 +198,49 @@ fn join_word_join_detach_withdraw() {
                 // Join: register, then wait for the result.
                 0 => {
                     if !join_word::is_done(&*word) {
-                        joiner.with_mut(|j| unsafe { *j = 7 });
+                        put(&joiner, 7);
                         if join_word::register(&*word) {
                             while !join_word::is_done(&*word) {
                                 thread::yield_now();
                             }
                         } else {
                             // Finished meanwhile: our handle was never published.
-                            joiner.with_mut(|j| unsafe { *j = 0 });
+                            put(&joiner, 0);
                         }
                     }
-                    assert_eq!(result.with(|r| unsafe { *r }), 42);
+                    assert_eq!(get(&result), 42);
                 }
                 // Detach: the G or we drop the result, never both.
                 1 => {
                     if !join_word::detach(&*word) {
-                        result.with_mut(|r| unsafe { *r = 0 });
+                        put(&result, 0);
                     }
                 }
                 // Register, then withdraw (a join that timed out), then join for good.
                 _ => {
-                    joiner.with_mut(|j| unsafe { *j = 7 });
+                    put(&joiner, 7);
                     if join_word::register(&*word) {
                         if join_word::withdraw(&*word) {
                             // Ours again: the G never read it.
-                            joiner.with_mut(|j| unsafe { *j = 0 });
+                            put(&joiner, 0);
                         } else {
                             while !join_word::is_done(&*word) {
                                 thread::yield_now();
                             }
                         }
                     } else {
-                        joiner.with_mut(|j| unsafe { *j = 0 });
+                        put(&joiner, 0);
                     }
                     while !join_word::is_done(&*word) {
                         thread::yield_now();
                     }
-                    assert_eq!(result.with(|r| unsafe { *r }), 42);
+                    assert_eq!(get(&result), 42);
                 }
             }
             g.join().unwrap();
             if mode == 0 && woken.load(Ordering::Acquire) {
                 // Woken only after registering: the handle it read was ours.
-                assert_eq!(joiner.with(|j| unsafe { *j }), 7);
+                assert_eq!(get(&joiner), 7);
             }
         });
     }
@@ -247,7 +264,7 @@ fn token_claimed_by_one_completer_or_cancelled() {
                 thread::spawn(move || {
                     if token::claim(&*selected, case, false) {
                         wins.fetch_add(1, Ordering::Relaxed);
-                        slot.with_mut(|s| unsafe { *s = 100 + case });
+                        put(&slot, 100 + case);
                         token::publish_done(&*done);
                     }
                 })
@@ -262,7 +279,7 @@ fn token_claimed_by_one_completer_or_cancelled() {
                 thread::yield_now();
             }
             let case = token::selected(&*selected);
-            let v = slot.with(|s| unsafe { *s });
+            let v = get(&slot);
             assert_eq!(v, 100 + case);
             Some(case)
         };
@@ -291,21 +308,21 @@ fn p_status_hand_off_between_a_returning_m_and_sysmon() {
         let m = {
             let (status, local, owners) = (status.clone(), local.clone(), owners.clone());
             thread::spawn(move || {
-                local.with_mut(|l| unsafe { *l = 1 });
+                put(&local, 1);
                 p_status::enter(&*status);
                 // ... the blocking call ...
                 if p_status::reclaim(&*status) {
                     owners.fetch_add(1, Ordering::Relaxed);
-                    local.with_mut(|l| unsafe { *l += 1 });
+                    put(&local, get(&local) + 1);
                 }
             })
         };
         // Sysmon: if it sees the call, takes the P for another M, which uses it.
         if status.load(Ordering::Relaxed) == p_status::P_SYSCALL && p_status::retake(&*status) {
             owners.fetch_add(1, Ordering::Relaxed);
-            let seen = local.with(|l| unsafe { *l });
+            let seen = get(&local);
             assert_eq!(seen, 1, "the new owner sees the M's last use of the P");
-            local.with_mut(|l| unsafe { *l = 10 });
+            put(&local, 10);
         }
         m.join().unwrap();
         assert!(owners.load(Ordering::Relaxed) <= 1, "both took the P");

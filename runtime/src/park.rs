@@ -28,14 +28,13 @@
 //! is resumed by at most one M at a time, and a wake-up is never lost: every `unpark`
 //! either leaves a token the G will consume, or finds it PARKED and queues it.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::deadlock::{plain_current, PlainThread};
 use crate::protocol::park_word;
 use std::time::Instant;
 
-use crate::g::{GRef, Suspend, NOTIFIED};
+use crate::g::{GRef, Suspend};
 use crate::sched::{current_g, sched, suspend};
 use crate::timer::{Action, TimerState};
 
@@ -175,17 +174,15 @@ pub(crate) fn park() {
 pub(crate) unsafe fn park_g(g: *const crate::g::G) {
     // SAFETY: `g` is the running G; it stays alive while it runs.
     let state = unsafe { &(*g).state };
-    // A token already waiting costs nothing more (checked first inside `begin` too).
-    if state.load(Ordering::Relaxed) == NOTIFIED
-        && park_word::begin(state) == park_word::Begin::Consumed
-    {
+    // The state word's protocol: `protocol::park_word`, model-checked in tests/loom.rs.
+    // A token waiting: consume it and go on.
+    if park_word::take_token(state) {
         return;
     }
     // A G whose stack went deep queues itself for shrinking (one cache line compared in
     // the common case).
     // SAFETY: `g` is the G running on this thread.
     unsafe { crate::shrink::on_park(g) };
-    // The state word's protocol (`protocol::park_word`, model-checked in tests/loom.rs).
     if park_word::begin(state) == park_word::Begin::Suspend {
         // The start of the wait, for the dump (a relaxed load and store).
         // SAFETY: `g` is the G running on this thread.

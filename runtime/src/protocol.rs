@@ -119,18 +119,22 @@ pub mod park_word {
         Suspend,
     }
 
-    /// The G's side, before it suspends (in `park_g`).
+    /// The G's first step in `park_g`: consumes a waiting wake-up token. True: the G goes
+    /// on without suspending.
     #[inline(always)]
-    pub fn begin<A: AtomicU8Ops>(state: &A) -> Begin {
-        // A token waiting: consume it. Acquire pairs with the waker's Release. (A plain load
-        // first: a failing compare-exchange costs as much as a succeeding one.)
-        if state.load(Ordering::Relaxed) == NOTIFIED
+    pub fn take_token<A: AtomicU8Ops>(state: &A) -> bool {
+        // Acquire pairs with the waker's Release. (A plain load first: a failing
+        // compare-exchange costs as much as a succeeding one.)
+        state.load(Ordering::Relaxed) == NOTIFIED
             && state
                 .compare_exchange(NOTIFIED, ACTIVE, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
-        {
-            return Begin::Consumed;
-        }
+    }
+
+    /// The G's second step, after `take_token` found none: ACTIVE -> PARKING, unless a
+    /// token arrived meanwhile.
+    #[inline(always)]
+    pub fn begin<A: AtomicU8Ops>(state: &A) -> Begin {
         match state.compare_exchange(ACTIVE, PARKING, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => Begin::Suspend,
             Err(NOTIFIED) => {
