@@ -129,12 +129,45 @@ fn plain_parked() -> (usize, u64) {
         })
 }
 
-/// The number of OS threads in the process (`Threads:` of `/proc/self/status`).
+/// The number of OS threads in the process (`Threads:` of `/proc/self/status`). The file is
+/// opened once and kept (one fd for the life of the process, like the poller's): opening
+/// and closing it on every look would hold a descriptor for a moment, and a program at its
+/// `RLIMIT_NOFILE` would see an `open` or `accept` fail (or succeed) depending on when the
+/// check ran.
+/// It is opened by `prepare`, when sysmon starts (on the thread that spawns the first M), so
+/// the descriptor is taken at a predictable moment, not while the program runs.
 fn os_threads() -> Option<usize> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    use std::os::unix::fs::FileExt;
+    let f = status_file()?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    let s = std::str::from_utf8(&buf[..len]).ok()?;
     s.lines()
         .find_map(|l| l.strip_prefix("Threads:"))
         .and_then(|v| v.trim().parse().ok())
+}
+
+fn status_file() -> Option<&'static std::fs::File> {
+    static STATUS: std::sync::OnceLock<Option<std::fs::File>> = std::sync::OnceLock::new();
+    STATUS
+        .get_or_init(|| std::fs::File::open("/proc/self/status").ok())
+        .as_ref()
+}
+
+/// Opens what the check reads (called once, before sysmon starts).
+pub(crate) fn prepare() {
+    status_file();
 }
 
 /// What must stay the same between the two looks.
@@ -166,11 +199,16 @@ fn looks_dead(s: &Sched) -> Option<Marks> {
     if s.timers.len() != 0 || crate::net::poller_if_init().is_some_and(|p| p.waiting() != 0) {
         return None;
     }
+    // The main thread is never one of the runtime's, so with no plain thread parked some
+    // plain thread runs: nothing to report, and no need to read `/proc`.
+    let parked = plain_parked().0;
+    if parked == 0 {
+        return None;
+    }
     // SeqCst: as in `plain_parked`.
     let runtime = s.runtime_threads() + EXTRA_THREADS.load(Ordering::SeqCst);
     let plain = os_threads()?.checked_sub(runtime)?;
-    let parked = plain_parked().0;
-    if plain != parked || (parked == 0 && s.live_gs() == 0) {
+    if plain != parked {
         return None;
     }
     (marks(s) == before && s.all_idle()).then_some(before)

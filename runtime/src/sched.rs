@@ -971,6 +971,7 @@ impl Sched {
 
     fn newm(&self, pid: usize, spinning: bool) {
         self.sysmon_once.call_once(|| {
+            crate::deadlock::prepare();
             if self.reserve_thread() {
                 let spawned = std::thread::Builder::new()
                     .name("gort-sysmon".into())
