@@ -512,6 +512,72 @@ fn accept_under_emfile_recovers() {
     );
 }
 
+/// The runtime takes no file descriptor behind the program's back once it runs (CAVEATS,
+/// "The runtime holds three file descriptors"): with exactly one fd free, a plain thread
+/// opens and closes a file every few microseconds while the main thread is parked in a channel and
+/// every P is idle (so sysmon's deadlock check looks, again and again, reading
+/// `/proc/self/status`). Every open must succeed. (The check used to open that file at each
+/// look: then some opens here failed with EMFILE, and CI once saw an `accept` succeed
+/// where the process was out of fds.)
+#[test]
+fn runtime_takes_no_fd_while_the_program_runs() {
+    if is_child("runtime_takes_no_fd_while_the_program_runs") {
+        // Everything the runtime opens: its threads, sysmon, the poller.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        gort::go!(|| ()).join().unwrap();
+        let (tx, rx) = gort::chan::bounded::<(u64, u64)>(0);
+        let opener = std::thread::spawn(move || {
+            // Let the main thread park first, so that the check has someone to count.
+            std::thread::sleep(Duration::from_millis(50));
+            let used = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+            set_nofile(used + 8);
+            // Take every fd there is, then give one back: exactly one is free.
+            let mut spare = Vec::new();
+            while let Ok(f) = std::fs::File::open("/dev/null") {
+                spare.push(f);
+            }
+            spare.pop();
+            let (mut ok, mut failed) = (0u64, 0u64);
+            let end = std::time::Instant::now() + Duration::from_millis(1500);
+            loop {
+                // Leave the fd free most of the time, trying every few microseconds: an fd
+                // taken by someone else for a moment is then seen.
+                let next = std::time::Instant::now() + Duration::from_micros(3);
+                while std::time::Instant::now() < next {
+                    std::hint::spin_loop();
+                }
+                if next >= end {
+                    break;
+                }
+                match std::fs::File::open("/dev/null") {
+                    Ok(f) => {
+                        ok += 1;
+                        drop(f);
+                    }
+                    Err(e) => {
+                        assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
+                        failed += 1;
+                    }
+                }
+            }
+            tx.send((ok, failed)).unwrap();
+        });
+        let (ok, failed) = rx.recv().unwrap();
+        opener.join().unwrap();
+        assert!(ok > 0, "no open succeeded: the limit left no fd free");
+        assert_eq!(
+            failed,
+            0,
+            "{failed} of {} opens found no free fd",
+            ok + failed
+        );
+        drop(l);
+        println!("child done");
+        return;
+    }
+    run_procs("runtime_takes_no_fd_while_the_program_runs", &[]);
+}
+
 /// UDP between green threads: every datagram arrives once, with `connect`ed and
 /// unconnected sends.
 #[test]
