@@ -133,9 +133,9 @@ fn plain_parked() -> (usize, u64) {
 /// opened once and kept (one fd for the life of the process, like the poller's): opening
 /// and closing it on every look would hold a descriptor for a moment, and a program at its
 /// `RLIMIT_NOFILE` would see an `open` or `accept` fail (or succeed) depending on when the
-/// check ran.
-/// It is opened by `prepare`, when sysmon starts (on the thread that spawns the first M), so
-/// the descriptor is taken at a predictable moment, not while the program runs.
+/// check ran. `prepare` opens it when sysmon starts (on the thread that spawns the first M),
+/// so the descriptor is taken at a predictable moment, not while the program runs; it is
+/// read with `pread` from offset 0 at each look.
 fn os_threads() -> Option<usize> {
     use std::os::unix::fs::FileExt;
     let f = status_file()?;
