@@ -55,8 +55,13 @@ use crate::park::{park, park_deadline, Unparker, Waker};
 use crate::sched::current_g;
 use crate::spin::SpinMutex;
 
-/// Events fetched per `epoll_wait`.
-const EVENTS: usize = 128;
+/// Events fetched per `epoll_wait`. Small on purpose: the poll touches each readied G (its
+/// state word, and the waiter record on its stack page), and a G that runs soon after finds
+/// those lines and that page still cached; a batch of 128 runs its last G 128 G's (and 256
+/// system calls) later, when they are gone. Echo server, one P, 10,000 connections,
+/// alternating rounds: 128 events 136k – 157k round trips/s, 64 144k – 145k, 32 152k – 171k,
+/// 8 150k – 157k; 100 and 1,000 connections did not move. (Go fetches 128, tokio 1,024.)
+const EVENTS: usize = 32;
 /// Poll descriptors allocated at once.
 const DESC_CHUNK: usize = 64;
 
