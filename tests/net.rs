@@ -578,6 +578,75 @@ fn runtime_takes_no_fd_while_the_program_runs() {
     run_procs("runtime_takes_no_fd_while_the_program_runs", &[]);
 }
 
+/// A system call retried after a park reports *its* error. LLVM takes `__errno_location` for
+/// a pure function, so a function that read `errno` once, parked (and moved to another OS
+/// thread), then failed again read the old thread's `errno` through the pointer it kept: a
+/// 30 s soak under 4 P's saw `read: Operation now in progress`, a `connect`'s errno from
+/// another thread. Here two green threads read one stream whose bytes come one at a time, so
+/// the one that loses each byte retries and fails with `EAGAIN`, while green threads on every
+/// P fail `close(-1)` with `EBADF` over and over. A read may only ever return data or the end.
+#[test]
+fn retried_calls_report_their_own_errno() {
+    if is_child("retried_calls_report_their_own_errno") {
+        const BYTES: usize = 3_000;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let polluters: Vec<_> = (0..2 * gort::max_procs())
+            .map(|_| {
+                let stop = stop.clone();
+                gort::go!(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        // SAFETY: closing an invalid fd only fails (EBADF).
+                        unsafe { libc::close(-1) };
+                        gort::yield_now();
+                    }
+                })
+            })
+            .collect();
+        let client = TcpStream::connect(addr).unwrap();
+        let (server, _) = l.accept().unwrap();
+        let server = Arc::new(server);
+        let got = Arc::new(AtomicUsize::new(0));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (server, got) = (server.clone(), got.clone());
+                gort::go!(move || loop {
+                    let mut b = [0u8; 1];
+                    match (&*server).read(&mut b) {
+                        Ok(0) => return,
+                        Ok(_) => {
+                            got.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => panic!("read failed with {e} ({:?})", e.raw_os_error()),
+                    }
+                })
+            })
+            .collect();
+        gort::go!(move || {
+            let mut client = client;
+            for _ in 0..BYTES {
+                client.write_all(&[7]).unwrap();
+                gort::yield_now();
+            }
+            client.shutdown(std::net::Shutdown::Write).unwrap();
+        })
+        .join()
+        .unwrap();
+        for r in readers {
+            r.join().expect("a reader failed");
+        }
+        stop.store(true, Ordering::Relaxed);
+        for p in polluters {
+            p.join().unwrap();
+        }
+        assert_eq!(got.load(Ordering::Relaxed), BYTES);
+        println!("child done");
+        return;
+    }
+    run_procs("retried_calls_report_their_own_errno", &[]);
+}
+
 /// UDP between green threads: every datagram arrives once, with `connect`ed and
 /// unconnected sends.
 #[test]

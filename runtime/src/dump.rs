@@ -282,7 +282,7 @@ pub(crate) fn install_sigquit() {
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         eprintln!(
             "gort: GORT_DEBUG=dump: cannot make a pipe ({}); SIGQUIT keeps its default action",
-            std::io::Error::last_os_error()
+            crate::errno::last_os_error()
         );
         return;
     }
@@ -297,8 +297,7 @@ pub(crate) fn install_sigquit() {
                 if r == 1 {
                     break;
                 }
-                if r < 0
-                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+                if r < 0 && crate::errno::last_os_error().kind() == std::io::ErrorKind::Interrupted
                 {
                     continue;
                 }

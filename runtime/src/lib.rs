@@ -13,6 +13,7 @@ mod config;
 pub mod context;
 mod deadlock;
 mod dump;
+mod errno;
 mod future;
 mod g;
 mod join;

@@ -506,7 +506,7 @@ fn map_region(len: usize) -> io::Result<usize> {
         )
     };
     if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
+        return Err(crate::errno::last_os_error());
     }
     // SAFETY: `[p, p + len)` is the mapping just created. A failure only means the kernel
     // may use huge pages here (more memory, still correct), so the result is ignored.
@@ -533,7 +533,7 @@ fn install_guard(lo: usize) -> io::Result<()> {
             GUARD_KIND.store(GUARD_MADVISE, Ordering::Relaxed);
             return Ok(());
         }
-        let e = io::Error::last_os_error();
+        let e = crate::errno::last_os_error();
         if e.raw_os_error() == Some(libc::EINVAL) {
             // The kernel predates guard regions: fall back for good.
             GUARD_KIND.store(GUARD_MPROTECT, Ordering::Relaxed);
@@ -549,7 +549,7 @@ fn install_guard(lo: usize) -> io::Result<()> {
     if r == 0 {
         return Ok(());
     }
-    let e = io::Error::last_os_error();
+    let e = crate::errno::last_os_error();
     Err(io::Error::new(
         e.kind(),
         format!(
@@ -577,7 +577,7 @@ pub(crate) fn resident_pages_with(lo: usize, hi: usize, vec: &mut Vec<u8>) -> Op
 #[cfg(test)]
 pub(crate) fn resident_pages(lo: usize, hi: usize) -> usize {
     resident_pages_with(lo, hi, &mut Vec::new())
-        .unwrap_or_else(|| panic!("mincore: {}", io::Error::last_os_error()))
+        .unwrap_or_else(|| panic!("mincore: {}", crate::errno::last_os_error()))
 }
 
 #[cfg(test)]

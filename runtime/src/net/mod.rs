@@ -51,7 +51,7 @@ mod sys {
 
     fn ret(r: libc::c_long) -> io::Result<usize> {
         if r < 0 {
-            Err(io::Error::last_os_error())
+            Err(crate::errno::last_os_error())
         } else {
             Ok(r as usize)
         }

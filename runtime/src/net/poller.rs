@@ -338,14 +338,14 @@ impl Poller {
         // SAFETY: plain system calls; results checked.
         let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if epfd < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(crate::errno::last_os_error());
         }
         // SAFETY: a fresh fd we own.
         let epfd = unsafe { OwnedFd::from_raw_fd(epfd) };
         // SAFETY: as above.
         let ev = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if ev < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(crate::errno::last_os_error());
         }
         // SAFETY: a fresh fd we own.
         let event = unsafe { OwnedFd::from_raw_fd(ev) };
@@ -355,7 +355,7 @@ impl Poller {
         };
         // SAFETY: both fds are valid; `e` is a valid event.
         if unsafe { libc::epoll_ctl(epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, ev, &mut e) } < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(crate::errno::last_os_error());
         }
         Ok(Poller {
             epfd,
@@ -416,7 +416,7 @@ impl Poller {
         };
         // SAFETY: `fd` is a valid fd the caller owns; `e` is a valid event.
         if unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut e) } < 0 {
-            let err = io::Error::last_os_error();
+            let err = crate::errno::last_os_error();
             self.release(d);
             return Err(err);
         }
@@ -516,7 +516,7 @@ impl Poller {
                         0usize,
                     )
                 } as i32;
-                if n >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+                if n >= 0 || crate::errno::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
                     return n;
                 }
                 NO_PWAIT2.store(true, Ordering::Relaxed);

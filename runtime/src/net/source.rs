@@ -79,7 +79,9 @@ impl<T: AsRawFd> Source<T> {
         mut f: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
         loop {
-            match f(&self.inner) {
+            // In a frame of its own: `f` reads `errno`, and this loop parks in between
+            // (`errno.rs`).
+            match crate::errno::attempt(&mut f, &*self.inner) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 r => return r,
@@ -180,7 +182,7 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);
         if flags < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(crate::errno::last_os_error());
         }
         let new = if on {
             flags | libc::O_NONBLOCK
@@ -188,7 +190,7 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
             flags & !libc::O_NONBLOCK
         };
         if new != flags && libc::fcntl(fd, libc::F_SETFL, new) < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(crate::errno::last_os_error());
         }
     }
     Ok(())
@@ -223,7 +225,7 @@ pub(crate) fn poll_fd(fd: RawFd, dir: Dir, deadline: Option<Instant>) -> io::Res
             return Ok(());
         }
         if r < 0 {
-            let e = io::Error::last_os_error();
+            let e = crate::errno::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e);
             }

@@ -241,7 +241,7 @@ fn connect(addr: &SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream
         )
     };
     if fd < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(crate::errno::last_os_error());
     }
     // SAFETY: a fresh socket we own.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -253,7 +253,7 @@ fn connect(addr: &SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream
         if r == 0 {
             break Ok(());
         }
-        let e = io::Error::last_os_error();
+        let e = crate::errno::last_os_error();
         match e.raw_os_error() {
             Some(libc::EINTR) => continue,
             Some(libc::EINPROGRESS) => break Err(None),
