@@ -342,7 +342,7 @@ fn soak(secs: f64, seed: u64) {
     assert_eq!(
         blocking_done.load(Ordering::SeqCst),
         sum(|t| t.blocked),
-        "seed {seed}"
+        "seed {seed}: blocking"
     );
     assert_eq!(
         echo_conns.load(Ordering::SeqCst),

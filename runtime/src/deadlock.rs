@@ -134,25 +134,14 @@ fn plain_parked() -> (usize, u64) {
 /// and closing it on every look would hold a descriptor for a moment, and a program at its
 /// `RLIMIT_NOFILE` would see an `open` or `accept` fail (or succeed) depending on when the
 /// check ran. `prepare` opens it when sysmon starts (on the thread that spawns the first M),
-/// so the descriptor is taken at a predictable moment, not while the program runs; it is
-/// read with `pread` from offset 0 at each look.
+/// so the descriptor is taken at a predictable moment, not while the program runs; each look
+/// rewinds it and reads it whole (only sysmon looks, so the shared position is never raced).
 fn os_threads() -> Option<usize> {
-    use std::os::unix::fs::FileExt;
-    let f = status_file()?;
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(len * 2, 0);
-        }
-        match f.read_at(&mut buf[len..], len as u64) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    let s = std::str::from_utf8(&buf[..len]).ok()?;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = status_file()?;
+    f.seek(SeekFrom::Start(0)).ok()?;
+    let mut s = String::new();
+    f.read_to_string(&mut s).ok()?;
     s.lines()
         .find_map(|l| l.strip_prefix("Threads:"))
         .and_then(|v| v.trim().parse().ok())
