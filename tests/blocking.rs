@@ -484,7 +484,7 @@ fn a_freeze_is_reported_by_default() {
     if is_child("a_freeze_is_reported_by_default") {
         let stuck = gort::Builder::new()
             .name("stuck".into())
-            .spawn(|| std::thread::sleep(std::time::Duration::from_millis(2_500)))
+            .spawn(|| std::thread::sleep(std::time::Duration::from_millis(3_000)))
             .unwrap();
         let waiting = gort::go!(|| 1);
         println!("stuck id {}", stuck.id());
@@ -523,7 +523,7 @@ fn a_lone_computing_green_thread_is_not_reported() {
         let h = gort::go!(|| {
             let t = std::time::Instant::now();
             let mut x = 1u64;
-            while t.elapsed() < std::time::Duration::from_millis(2_500) {
+            while t.elapsed() < std::time::Duration::from_millis(3_000) {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
             }
             x

@@ -10,7 +10,9 @@
 //! - park word: the consuming CAS NOTIFIED -> ACTIVE in `take_token` made Relaxed: loom finds a G
 //!   that consumes the token without seeing the waker's condition, parks again and is never
 //!   queued ("lost wake-up" assertion). `unpark` queueing a G still PARKING (on its stack):
-//!   the M's `commit` then finds the word ACTIVE ("G parked in state 0").
+//!   the M's `commit` then finds the word ACTIVE ("G parked in state 0"). `unpark` returning
+//!   on a plain load when it finds NOTIFIED (the code before a real hang was fixed):
+//!   the stale-token model finds the G parked with its condition set and nobody to queue it.
 //! - join word: `finish` made Release only (no Acquire): loom reports "Causality violation:
 //!   Concurrent read and write accesses" (the G reads the joiner's handle cell unordered
 //!   with the joiner's write).
@@ -159,6 +161,54 @@ fn park_word_no_lost_wake_up_with_two_unparkers() {
             );
         } else {
             assert_eq!(q, 0, "a G that never parked was queued");
+        }
+    });
+}
+
+/// A wake-up token left by an earlier, unrelated `unpark` (a completer of the G's previous
+/// wait that came late) must not hide a new one: the waker sets the G's condition and
+/// finds the word NOTIFIED, while the G consumes that old token, looks at its condition and
+/// parks. Either the G sees the condition or the waker's `unpark` queues it.
+#[test]
+fn park_word_stale_token_does_not_hide_a_wake_up() {
+    model(|| {
+        let state = Arc::new(L8(AtomicU8::new(park_word::NOTIFIED)));
+        let ready = Arc::new(AtomicBool::new(false));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let waker = {
+            let (state, ready, queued) = (state.clone(), ready.clone(), queued.clone());
+            thread::spawn(move || {
+                // As a channel completer: the outcome published with Release, then unpark.
+                ready.store(true, Ordering::Release);
+                if park_word::unpark(&*state) {
+                    queued.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        // The G: `while !is_done() { park() }` (an Acquire load, as `Token::wait`).
+        let parked = loop {
+            if ready.load(Ordering::Acquire) {
+                break false;
+            }
+            if park_word::take_token(&*state) {
+                continue;
+            }
+            match park_word::begin(&*state) {
+                park_word::Begin::Consumed => continue,
+                park_word::Begin::Suspend => {
+                    if park_word::commit(&*state) {
+                        break true;
+                    }
+                }
+            }
+        };
+        waker.join().unwrap();
+        if parked {
+            assert_eq!(
+                queued.load(Ordering::Relaxed),
+                1,
+                "the G parked with its condition set and nobody to queue it (lost wake-up)"
+            );
         }
     });
 }

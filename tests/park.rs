@@ -1,6 +1,7 @@
 //! Park/unpark through join: G's and OS threads waiting on G's, under stress; nothing lost,
 //! nothing woken twice.
 
+mod common;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -281,4 +282,80 @@ fn park_timeout_returns_and_unparking_a_finished_g_is_harmless() {
     assert!(format!("{u:?}").starts_with("Unparker::G"));
     assert!(!gort::is_green_thread());
     assert!(gort::go!(gort::is_green_thread).join().unwrap());
+}
+
+/// An `unpark` that finds the G already holding a wake-up token (left by an earlier waker,
+/// say the late completer of its previous wait) must still be ordered with the G taking
+/// that token: the G then either sees what the new waker published or gets queued by it.
+/// Found as a hang: `select!`s sending and receiving on one rendezvous channel leave such
+/// tokens all the time, and one in about a million waits parked for good with its
+/// operation completed (the completer's check of the state word read NOTIFIED while its
+/// "done" store still sat in its core's store buffer). Here in child processes with more P's
+/// than cores, three groups of six G's pairing up through `select!` over and over; on the
+/// code before the fix most runs hung within a few thousand groups (the child's deadlock
+/// report ends it, or the deadline below).
+#[test]
+fn a_stale_wake_up_token_never_hides_a_new_one() {
+    const TEST: &str = "a_stale_wake_up_token_never_hides_a_new_one";
+    if common::is_child(TEST) {
+        let hs: Vec<_> = (0..3)
+            .map(|_| {
+                gort::go!(|| {
+                    for _ in 0..3_000 {
+                        select_pairs_once();
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        return;
+    }
+    for procs in ["2", "4"] {
+        let o = common::run_child_with_deadline(
+            TEST,
+            &[("GORT_MAXPROCS", procs)],
+            std::time::Duration::from_secs(60),
+        );
+        common::assert_success(&o);
+    }
+}
+
+/// Six G's offer to send or to receive on one rendezvous channel in each `select!` until
+/// each has done 300 exchanges; the last one left is let go by closing `stop`.
+fn select_pairs_once() {
+    use gort::{chan, select};
+    const THREADS: usize = 6;
+    const ROUNDS: usize = 300;
+    let (tx, rx) = chan::bounded::<usize>(0);
+    let (stop_tx, stop_rx) = chan::bounded::<()>(0);
+    let (fin_tx, fin_rx) = chan::unbounded::<()>();
+    let sent = AtomicUsize::new(0);
+    let received = AtomicUsize::new(0);
+    gort::scope(|s| {
+        for t in 0..THREADS {
+            let (tx, rx, stop_rx, fin_tx) = (&tx, &rx, &stop_rx, fin_tx.clone());
+            let (sent, received) = (&sent, &received);
+            s.spawn(move || {
+                let mut done = 0;
+                while done < ROUNDS {
+                    select! {
+                        send(tx, t) -> r => { r.unwrap(); sent.fetch_add(1, Ordering::Relaxed); done += 1; }
+                        recv(rx) -> m => { m.unwrap(); received.fetch_add(1, Ordering::Relaxed); done += 1; }
+                        recv(stop_rx) -> _ => break,
+                    }
+                }
+                fin_tx.send(()).unwrap();
+            });
+        }
+        for _ in 0..THREADS - 1 {
+            fin_rx.recv().unwrap();
+        }
+        drop(stop_tx);
+    });
+    assert_eq!(
+        sent.load(Ordering::Relaxed),
+        received.load(Ordering::Relaxed)
+    );
 }

@@ -172,7 +172,17 @@ pub mod park_word {
         let mut cur = state.load(Ordering::Relaxed);
         loop {
             let new = match cur {
-                NOTIFIED | DEAD | SHRINK_WOKEN => return false,
+                DEAD => return false,
+                // Already woken: nothing to change, but still an RMW (the same value back),
+                // never a bare load. The token may be an old one that the G is consuming
+                // right now; a load could read it from before that consuming CAS while our
+                // caller's condition store still sits in this core's store buffer (the
+                // store-buffer pattern), and the G, its token taken, would miss the
+                // condition and park with nobody left to queue it. An RMW is ordered with
+                // the G's CAS on the word: if ours comes first, the G's Acquire reads our
+                // Release and sees the condition; if the G's comes first, ours fails and
+                // we go round again and find ACTIVE or PARKING.
+                NOTIFIED | SHRINK_WOKEN => cur,
                 ACTIVE | PARKING => NOTIFIED,
                 PARKED => ACTIVE,
                 // Sysmon is shrinking its stack: it queues the G when done (`shrink.rs`).
@@ -180,7 +190,8 @@ pub mod park_word {
                 other => unreachable!("bad G state {other}"),
             };
             // AcqRel: Release makes the waker's writes (the condition it changed) visible
-            // to the G, which reads the token with Acquire; Acquire on PARKED -> ACTIVE
+            // to the G, which reads the token with Acquire (or, for SHRINK_WOKEN, to the
+            // shrinker's Acquire, which then queues it); Acquire on PARKED -> ACTIVE
             // pairs with the M's Release CAS PARKING -> PARKED, so the suspended coroutine
             // is complete before we queue it.
             match state.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Relaxed) {
