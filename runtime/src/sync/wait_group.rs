@@ -23,8 +23,9 @@ struct WgInner {
     state: AtomicU64,
     /// Waiters in registration order. A waiter registers (bumps the low half of `state` and
     /// pushes its node) under this lock, so that the list always holds exactly as many nodes
-    /// as the low half counts, in the order of their increments.
-    waiters: StdMutex<VecDeque<Arc<Node>>>,
+    /// as the low half counts, in the order of their increments; each with the round it
+    /// registered in, which the release of that round wakes.
+    waiters: StdMutex<VecDeque<(Arc<Node>, u64)>>,
 }
 
 /// Waits for a collection of green threads to finish (Go's `sync.WaitGroup`).
@@ -145,23 +146,35 @@ impl WaitGroup {
                  would go below zero"
             );
         }
-        let waiters = old & WAITERS_MASK;
-        if old >> 32 == 1 && waiters > 0 {
-            self.release(waiters);
+        if old >> 32 == 1 && old & WAITERS_MASK > 0 {
+            self.release((old >> ROUND_SHIFT) & 0xFF);
         }
     }
 
-    /// The count reached zero with `n` waiters registered: signal exactly those `n` (the
-    /// first `n` in the list; a waiter that registered after a new `add` stays).
+    /// The count reached zero in `round` with waiters registered: signal exactly the waiters
+    /// of that round. Waiters that registered after a new `add` (a later round) stay, even
+    /// when this release runs late, after the next round has begun and ended too: each
+    /// round's release takes its own waiters only (Go forbids such reuse before `wait` has
+    /// returned; here it is safe).
     #[cold]
-    fn release(&self, n: u64) {
+    fn release(&self, round: u64) {
         let woken: Vec<Arc<Node>> = {
             let mut q = lock(&self.inner.waiters);
-            let n = (n as usize).min(q.len());
+            let mut woken = Vec::new();
+            q.retain(|(node, r)| {
+                if *r == round {
+                    woken.push(node.clone());
+                    false
+                } else {
+                    true
+                }
+            });
             // Under the lock, so no waiter registers meanwhile. Release: pairs with a
             // waiter's Acquire load of the state, like the `done` above.
-            self.inner.state.fetch_sub(n as u64, Ordering::Release);
-            q.drain(..n).collect()
+            self.inner
+                .state
+                .fetch_sub(woken.len() as u64, Ordering::Release);
+            woken
         };
         woken.iter().for_each(|n| n.signal());
     }
@@ -206,7 +219,7 @@ impl WaitGroup {
         // Acquire: as in `wait`, for the case where we report the count at zero.
         let s = self.inner.state.load(Ordering::Acquire);
         if s >> 32 != 0 && (s >> ROUND_SHIFT) & 0xFF == round {
-            if let Some(i) = q.iter().position(|n| Arc::ptr_eq(n, &node)) {
+            if let Some(i) = q.iter().position(|(n, _)| Arc::ptr_eq(n, &node)) {
                 q.remove(i);
                 self.inner.state.fetch_sub(1, Ordering::Relaxed);
                 return false;
@@ -247,8 +260,9 @@ impl WaitGroup {
                 }
             }
             let n = Node::new();
-            q.push_back(n.clone());
-            (n, (s >> ROUND_SHIFT) & 0xFF)
+            let round = (s >> ROUND_SHIFT) & 0xFF;
+            q.push_back((n.clone(), round));
+            (n, round)
         };
         Some(node)
     }
@@ -257,5 +271,48 @@ impl WaitGroup {
     pub fn count(&self) -> usize {
         // Acquire: as in `wait`.
         (self.inner.state.load(Ordering::Acquire) >> 32) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `done` that takes the count to zero, stopped before its release runs (the window
+    /// between the count's decrement and the release's lock): returns the round to release.
+    fn done_without_release(wg: &WaitGroup) -> u64 {
+        let old = wg.inner.state.fetch_sub(COUNT_ONE, Ordering::AcqRel);
+        assert_eq!(old >> 32, 1);
+        (old >> ROUND_SHIFT) & 0xFF
+    }
+
+    /// Releases that run late (after the group was reused: Go forbids it, gort must stay
+    /// right) wake only their own round's waiters. Counting waiters instead of rounds, the
+    /// second late release below woke the waiter of round three, whose count was not zero.
+    #[test]
+    fn a_late_release_wakes_only_its_own_rounds_waiters() {
+        let wg = WaitGroup::new();
+        wg.add(1);
+        let (first, r1) = wg.register().expect("count is one");
+        let late1 = done_without_release(&wg);
+        assert_eq!(late1, r1);
+        // Round two ends with no waiter of its own, while round one's release is pending.
+        wg.add(1);
+        let late2 = done_without_release(&wg);
+        wg.add(1);
+        let (third, r3) = wg.register().expect("count is one");
+        assert!(r3 != late1 && r3 != late2);
+        wg.release(late1);
+        wg.release(late2);
+        assert!(first.is_set(), "round one's waiter is woken");
+        assert!(
+            !third.is_set(),
+            "round three's waiter woken before its count reached zero"
+        );
+        assert_eq!(wg.inner.state.load(Ordering::Relaxed) & WAITERS_MASK, 1);
+        wg.done();
+        assert!(third.is_set());
+        assert_eq!(wg.inner.state.load(Ordering::Relaxed) & WAITERS_MASK, 0);
+        assert!(lock(&wg.inner.waiters).is_empty());
     }
 }
