@@ -22,7 +22,9 @@ use std::cell::UnsafeCell;
 use std::mem::{self, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use std::thread;
 use std::time::Instant;
 
@@ -202,9 +204,11 @@ pub(crate) struct G {
     /// by the G before its park CAS, read by the shrinker: Relaxed as a hint, then again
     /// after the Acquire that claims the G).
     pub(crate) park_epoch: AtomicU32,
-    /// The bound of the live stack at that park (owner-only, like `owned`: the G before
-    /// its park CAS, then the shrinker while the state word says SHRINKING).
-    pub(crate) park_sp: UnsafeCell<usize>,
+    /// The bound of the live stack at the G's last park: written by the G on its way into
+    /// the switch, read by the shrinker while the state word says SHRINKING (ordered by its
+    /// Acquire claim) and, as a prefetch hint only, by the poller (`Poller::prefetch`).
+    /// Relaxed: the orderings that matter come from the state word.
+    pub(crate) park_sp: AtomicUsize,
     /// Why the G waits (`dump::Wait`), set by the primitive before it parks (Relaxed: read
     /// only by the dump, which shows a blurred picture of a busy runtime anyway).
     wait: AtomicU8,
@@ -304,7 +308,7 @@ impl GRef {
                     moved_p: UnsafeCell::new(false),
                     shrink_queued: AtomicBool::new(false),
                     park_epoch: AtomicU32::new(0),
-                    park_sp: UnsafeCell::new(0),
+                    park_sp: AtomicUsize::new(0),
                     id: AtomicU64::new(id),
                     state: AtomicU8::new(ACTIVE),
                     join: AtomicU8::new(J_RUNNING),

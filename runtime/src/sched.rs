@@ -1949,8 +1949,10 @@ pub(crate) unsafe fn suspend(g: *const G, why: Suspend) {
     unsafe {
         if why == Suspend::Park {
             // The bound of the live stack for the shrinker (`shrink.rs`): below this point
-            // only the switch's own few words will be pushed. A plain owner-only store.
-            *(*g).park_sp.get() = crate::shrink::stack_pointer();
+            // only the switch's own few words will be pushed. (Also where the poller
+            // prefetches the stack from, `Poller::prefetch`.)
+            (*g).park_sp
+                .store(crate::shrink::stack_pointer(), Ordering::Relaxed);
         }
         let y = (*g).owned().yielder;
         (*y).suspend(why);

@@ -329,7 +329,11 @@ impl Shrinker {
             // SAFETY: SHRINKING makes us the G's only owner (nobody runs or queues it).
             let (lo, top, sp) = unsafe {
                 let o = g.owned();
-                (o.stack_lo, o.stack_lo + o.class.stride(), *g.park_sp.get())
+                (
+                    o.stack_lo,
+                    o.stack_lo + o.class.stride(),
+                    g.park_sp.load(Ordering::Relaxed),
+                )
             };
             if lo == 0 || epoch.wrapping_sub(g.park_epoch.load(Ordering::Relaxed)) < 2 {
                 // Re-parked since the look above: not yet.
