@@ -496,8 +496,9 @@ impl Poller {
     /// for each. Three passes over the batch, each a prefetch of addresses the previous pass
     /// brought in: the waiter records (found under each descriptor's lock), their G's, and
     /// the lines around each G's saved stack pointer (`park_sp`) and the shrink band its next
-    /// park reads. Echo at 1,000 and 10,000 connections: 8 - 25% more round trips, level
-    /// with tokio (BENCHMARKS.md). Only hints: nothing read here decides anything.
+    /// park reads. Echo at 1,000 and 10,000 connections: 5 - 25% more round trips (level
+    /// with tokio's under a load generator that never sleeps; BENCHMARKS.md). Only hints:
+    /// nothing read here decides anything.
     fn prefetch(evs: &[libc::epoll_event]) {
         // The head waiter of each event's read direction, under its lock (records are
         // alive while queued; a write-side wait is rare and not worth it).
