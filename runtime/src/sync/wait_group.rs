@@ -36,6 +36,10 @@ struct WgInner {
 /// `add` and `done` are one atomic operation each; only `wait`, when it has to wait, and the
 /// `done` that releases waiters take a lock.
 ///
+/// A group may be reused at once, even while the waiters of its last round are still on
+/// their way out (Go forbids that): a `wait` that starts after a new `add` waits for the new
+/// round only, and a round's `done` wakes exactly that round's waiters.
+///
 /// # Panics
 ///
 /// `done` panics if it would take the counter below zero.
