@@ -874,7 +874,7 @@ impl<T> Receiver<T> {
         self.chan.is_full()
     }
 
-    /// Whether `self` and `other` are ends of the same channel (every [`never`] receiver is
+    /// Whether `self` and `other` are ends of the same channel (every [`never()`] receiver is
     /// the same channel as every other, as in crossbeam).
     pub fn same_channel(&self, other: &Receiver<T>) -> bool {
         Arc::ptr_eq(&self.chan, &other.chan) || (self.chan.never && other.chan.never)
