@@ -112,6 +112,28 @@ impl AtomicBoolOps for LBool {
     }
 }
 
+/// The G's side of the park word: `while !ready { park() }`, with the M's half of the switch
+/// inline, `ready` loaded with `order`. True if the G ended parked (off its stack until
+/// someone queues it); false if it saw the condition.
+fn g_parks_until(state: &L8, ready: &AtomicBool, order: Ordering) -> bool {
+    loop {
+        if ready.load(order) {
+            return false;
+        }
+        if park_word::take_token(state) {
+            continue;
+        }
+        match park_word::begin(state) {
+            park_word::Begin::Consumed => continue,
+            park_word::Begin::Suspend => {
+                if park_word::commit(state) {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
 /// A G parks until a condition holds while two wakers set it and unpark the G: the G never
 /// sleeps with the condition set and nobody to queue it, and at most one waker queues it.
 #[test]
@@ -133,23 +155,7 @@ fn park_word_no_lost_wake_up_with_two_unparkers() {
                 })
             })
             .collect();
-        // The G: `while !ready { park() }`, with the M's half of the switch inline.
-        let parked = loop {
-            if ready.load(Ordering::Relaxed) {
-                break false;
-            }
-            if park_word::take_token(&*state) {
-                continue;
-            }
-            match park_word::begin(&*state) {
-                park_word::Begin::Consumed => continue,
-                park_word::Begin::Suspend => {
-                    if park_word::commit(&*state) {
-                        break true; // off its stack until someone queues it
-                    }
-                }
-            }
-        };
+        let parked = g_parks_until(&state, &ready, Ordering::Relaxed);
         for w in wakers {
             w.join().unwrap();
         }
@@ -185,23 +191,8 @@ fn park_word_stale_token_does_not_hide_a_wake_up() {
                 }
             })
         };
-        // The G: `while !is_done() { park() }` (an Acquire load, as `Token::wait`).
-        let parked = loop {
-            if ready.load(Ordering::Acquire) {
-                break false;
-            }
-            if park_word::take_token(&*state) {
-                continue;
-            }
-            match park_word::begin(&*state) {
-                park_word::Begin::Consumed => continue,
-                park_word::Begin::Suspend => {
-                    if park_word::commit(&*state) {
-                        break true;
-                    }
-                }
-            }
-        };
+        // (An Acquire load of the condition, as `Token::wait`'s of `done`.)
+        let parked = g_parks_until(&state, &ready, Ordering::Acquire);
         waker.join().unwrap();
         if parked {
             assert_eq!(
