@@ -189,6 +189,14 @@ impl PollDesc {
         addr | ((self.seq.load(Ordering::Relaxed) & 0xFFFF) << 48)
     }
 
+    /// The descriptor an event's data (`token`) names; not the break eventfd's (data 0).
+    fn from_token(data: u64) -> &'static PollDesc {
+        debug_assert!(data != 0, "the break eventfd names no descriptor");
+        // SAFETY: the low 48 bits are a descriptor's address (`token`), and descriptors are
+        // never freed (module docs): it stays valid, whatever socket holds it now.
+        unsafe { &*((data & ((1 << 48) - 1)) as *const PollDesc) }
+    }
+
     /// Parks the calling G until `d` may be ready (`Ok`), the deadline passes
     /// (`TimedOut`) or the descriptor is closed (an error). Called after `EAGAIN`; the
     /// caller retries its call after `Ok`.
@@ -472,9 +480,7 @@ impl Poller {
                 }
                 continue;
             }
-            let d = (data & ((1 << 48) - 1)) as *const PollDesc;
-            // SAFETY: descriptors are never freed (module docs): the address stays valid.
-            let d = unsafe { &*d };
+            let d = PollDesc::from_token(data);
             if d.seq.load(Ordering::Relaxed) & 0xFFFF != data >> 48 {
                 continue; // a socket closed since; the descriptor has moved on
             }
@@ -513,9 +519,7 @@ impl Poller {
             if data == 0 || e.events as i32 & libc::EPOLLIN == 0 {
                 return None;
             }
-            // SAFETY: descriptors are never freed (module docs): the address stays valid.
-            let d: &'static PollDesc = unsafe { &*((data & ((1 << 48) - 1)) as *const PollDesc) };
-            let st = d.rd.lock();
+            let st = PollDesc::from_token(data).rd.lock();
             let h = st.head;
             (!h.is_null()).then_some((st, h))
         }
