@@ -261,6 +261,74 @@ fn waiting_parks_only_the_green_thread() {
     run_procs("waiting_parks_only_the_green_thread", &[]);
 }
 
+/// The count of G's waiting on I/O (`stats().io_waiting_green_threads`) is exact: it reaches
+/// the number of waiters, and comes back to zero however their waits end (readiness, a
+/// deadline, or both at once), round after round.
+#[test]
+fn io_waiting_count_is_exact() {
+    if is_child("io_waiting_count_is_exact") {
+        const N: usize = 150;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let waiting = || gort::stats().io_waiting_green_threads;
+        for round in 0..4u8 {
+            let mut peers = Vec::new();
+            let mut readers = Vec::new();
+            // A third wait with no deadline, a third with one that never comes, a third with
+            // a 1 ms one that keeps passing (racing the data at the end).
+            let spawn = |i: usize, peers: &mut Vec<TcpStream>| {
+                let c = TcpStream::connect(addr).unwrap();
+                peers.push(l.accept().unwrap().0);
+                gort::go!(move || {
+                    let mut c = c;
+                    match i % 3 {
+                        1 => c.set_read_timeout(Some(Duration::from_secs(3600))).unwrap(),
+                        2 => c.set_read_timeout(Some(Duration::from_millis(1))).unwrap(),
+                        _ => {}
+                    }
+                    let mut b = [0u8; 1];
+                    loop {
+                        match c.read(&mut b) {
+                            Ok(1) => return b[0],
+                            Err(e) if e.kind() == ErrorKind::TimedOut && i % 3 == 2 => {}
+                            r => panic!("reader {i}: {r:?}"),
+                        }
+                    }
+                })
+            };
+            // First the readers whose waits only readiness can end: the count reaches them.
+            let steady: Vec<usize> = (0..N).filter(|i| i % 3 != 2).collect();
+            for &i in &steady {
+                readers.push((i, spawn(i, &mut peers)));
+            }
+            let mut seen = 0;
+            for _ in 0..60_000 {
+                seen = waiting();
+                if seen == steady.len() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(seen, steady.len(), "round {round}: {:?}", gort::stats());
+            for i in (0..N).filter(|i| i % 3 == 2) {
+                readers.push((i, spawn(i, &mut peers)));
+            }
+            for (k, p) in peers.iter_mut().enumerate() {
+                let i = readers[k].0;
+                p.write_all(&[i as u8 ^ round]).unwrap();
+            }
+            for (i, h) in readers {
+                assert_eq!(h.join().unwrap(), i as u8 ^ round);
+            }
+            // Every wait has ended, and was uncounted before its G went on.
+            assert_eq!(waiting(), 0, "round {round}: {:?}", gort::stats());
+        }
+        println!("child done");
+        return;
+    }
+    run_procs("io_waiting_count_is_exact", &[]);
+}
+
 /// Read and write timeouts: a G parked past its deadline wakes with `TimedOut`; the stream
 /// stays usable afterwards. Zero timeouts are refused, as in std.
 #[test]

@@ -23,8 +23,10 @@
 //!
 //! A waiter with a deadline parks with a timer; when it wakes past the deadline it takes
 //! itself off the queue under the lock, unless the poller marked it woken first (then it
-//! goes on as woken). A waiter record is freed only after its owner took the lock and saw it
-//! off the queue, so the poller never touches a record that is gone.
+//! goes on as woken). A waiter record is freed only after its owner saw it off the queue:
+//! either it reads the `woken` mark, which the poller stores (Release) as its last touch of
+//! the record, or it took itself off under the lock. So the poller never touches a record
+//! that is gone, and a woken G goes on without taking the lock again.
 //!
 //! # Descriptors are never freed
 //!
@@ -46,7 +48,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -81,11 +83,21 @@ pub(crate) enum Dir {
 /// descriptor costs no heap memory beyond itself: it counts at 10,000 connections).
 struct IoWaiter {
     waker: Waker,
-    /// Set by the poller (or by `close`) when it takes the waiter off the queue.
-    woken: bool,
+    /// `QUEUED` until the poller (or `close`) takes the waiter off the queue and sets it to
+    /// `WOKEN` (or `WOKEN_CLOSED`), its last touch of the record. Release there, Acquire in
+    /// the owner: an owner that reads it set may leave (and its stack record be reused)
+    /// without taking the lock, the waker's reads of the record having happened before.
+    woken: AtomicU8,
     prev: *mut IoWaiter,
     next: *mut IoWaiter,
 }
+
+/// `IoWaiter::woken`: still queued.
+const QUEUED: u8 = 0;
+/// `IoWaiter::woken`: taken off the queue by a readiness event.
+const WOKEN: u8 = 1;
+/// `IoWaiter::woken`: taken off the queue because the descriptor was closed.
+const WOKEN_CLOSED: u8 = 2;
 
 struct DirState {
     /// A readiness edge arrived while nobody waited.
@@ -149,20 +161,27 @@ impl DirState {
     }
 
     /// Wakes every waiter (readiness or close): marks each woken and collects its handle.
-    fn wake_all(&mut self, out: &mut Vec<Unparker>) {
+    /// Returns how many it took off the queue (for `Poller::waiting`).
+    fn wake_all(&mut self, out: &mut Vec<Unparker>) -> usize {
+        let how = if self.closed { WOKEN_CLOSED } else { WOKEN };
         let mut w = std::mem::replace(&mut self.head, std::ptr::null_mut());
+        let mut n = 0;
         while !w.is_null() {
-            // `next` is read before `woken` is set: after that the owner may leave as soon as
-            // it gets the lock.
-            // SAFETY: a queued waiter is alive (its owner leaves only after seeing, under this
-            // lock, that it was taken off the queue).
+            // `next` and the waker are read before `woken` is set: after that the owner may
+            // leave at once, and the record is not touched again.
+            // SAFETY: a queued waiter is alive (its owner leaves only after seeing `woken`
+            // set, or after taking itself off the queue under this lock).
             unsafe {
                 let next = (*w).next;
                 out.push((*w).waker.upgrade());
-                (*w).woken = true;
+                // Release: pairs with the owner's Acquire load in `wait_inner`, which then
+                // frees the record.
+                (*w).woken.store(how, Ordering::Release);
                 w = next;
             }
+            n += 1;
         }
+        n
     }
 }
 
@@ -219,7 +238,7 @@ impl PollDesc {
         assert!(!g.is_null(), "PollDesc::wait outside a green thread");
         let mut w = IoWaiter {
             waker: Waker::G(g),
-            woken: false,
+            woken: AtomicU8::new(QUEUED),
             prev: std::ptr::null_mut(),
             next: std::ptr::null_mut(),
         };
@@ -244,43 +263,56 @@ impl PollDesc {
             }
             // SAFETY: our record, alive until we see it off the queue (below).
             unsafe { st.push(me) };
+            // Counted while queued: whoever takes the record off the queue uncounts it
+            // (`wake_all`'s callers, or the timeout below). Inside the lock, so the count
+            // is raised before any waker can see the record and lower it.
+            poller().waiting.fetch_add(1, Ordering::Relaxed);
         }
-        let p = poller();
-        p.waiting.fetch_add(1, Ordering::Relaxed);
         crate::dump::set_wait(crate::dump::Wait::Io);
-        let r = loop {
+        // SAFETY: our own record, alive on this stack until we return; the poller writes
+        // this field only through the atomic, and the others never through this reference.
+        let woken = unsafe { &(*me).woken };
+        loop {
             match deadline {
                 Some(t) => park_deadline(t),
                 None => park(),
             }
-            let mut st = dir.lock();
-            // SAFETY: our own record, alive on this stack; read under the lock, under which
-            // the poller writes it.
-            if unsafe { (*me).woken } {
-                break if st.closed {
-                    Err(closed_error())
-                } else {
-                    Ok(())
-                };
+            // Acquire: pairs with the Release store in `wake_all`; the usual case, with no
+            // lock taken.
+            match woken.load(Ordering::Acquire) {
+                WOKEN => return Ok(()),
+                WOKEN_CLOSED => return Err(closed_error()),
+                _ => {}
             }
             if deadline.is_some_and(|t| Instant::now() >= t) {
+                let mut st = dir.lock();
+                // Relaxed: under the lock, under which it is written.
+                match woken.load(Ordering::Relaxed) {
+                    WOKEN => return Ok(()),
+                    WOKEN_CLOSED => return Err(closed_error()),
+                    _ => {}
+                }
                 // SAFETY: not woken, so still queued here.
                 unsafe { st.unlink(me) };
-                break Err(timed_out());
+                drop(st);
+                poller().waiting.fetch_sub(1, Ordering::Relaxed);
+                return Err(timed_out());
             }
-            // A stale token: park again.
-        };
-        p.waiting.fetch_sub(1, Ordering::Relaxed);
-        r
+            // Not woken and not past the deadline: a stale token; park again.
+        }
     }
 
     /// Marks the descriptor closed and wakes its waiters with an error. Further waits fail.
     pub(crate) fn close(&self) {
         let mut out = Vec::new();
+        let mut n = 0;
         for d in [Dir::Read, Dir::Write] {
             let mut st = self.dir(d).lock();
             st.closed = true;
-            st.wake_all(&mut out);
+            n += st.wake_all(&mut out);
+        }
+        if n > 0 {
+            poller().waiting.fetch_sub(n, Ordering::Relaxed);
         }
         for u in out {
             u.unpark(false);
@@ -467,6 +499,7 @@ impl Poller {
             Self::prefetch(&evs[..n as usize]);
         }
         let mut woken = Vec::new();
+        let mut taken = 0;
         for e in &evs[..n as usize] {
             let data = e.u64;
             if data == 0 {
@@ -487,11 +520,15 @@ impl Poller {
             let ev = e.events as i32;
             let hup = ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0;
             if ev & libc::EPOLLIN != 0 || hup {
-                ready(d, Dir::Read, hup, &mut woken);
+                taken += ready(d, Dir::Read, hup, &mut woken);
             }
             if ev & libc::EPOLLOUT != 0 || ev & (libc::EPOLLHUP | libc::EPOLLERR) != 0 {
-                ready(d, Dir::Write, hup, &mut woken);
+                taken += ready(d, Dir::Write, hup, &mut woken);
             }
+        }
+        if taken > 0 {
+            // One update for the batch (each waiter raised the count when it queued).
+            self.waiting.fetch_sub(taken, Ordering::Relaxed);
         }
         self.busy.store(!woken.is_empty(), Ordering::Relaxed);
         for u in woken {
@@ -692,13 +729,15 @@ fn prefetch(p: *const u8) {
 }
 
 /// An event for `d`'s direction `dir`: wake its waiters, or leave a token; note a hang-up.
-fn ready(d: &PollDesc, dir: Dir, hup: bool, out: &mut Vec<Unparker>) {
+/// Returns how many waiters it took off the queue.
+fn ready(d: &PollDesc, dir: Dir, hup: bool, out: &mut Vec<Unparker>) -> usize {
     let mut st = d.dir(dir).lock();
     st.hup |= hup;
     if st.head.is_null() {
         st.ready = true;
+        0
     } else {
-        st.wake_all(out);
+        st.wake_all(out)
     }
 }
 
