@@ -113,13 +113,14 @@ pub(crate) fn guard_kind() -> &'static str {
 /// arena that lives for the whole process.
 #[derive(Debug)]
 pub(crate) struct GStack {
-    /// Lowest address of the slot (start of the guard).
-    lo: usize,
+    /// Where the frames start: the slot's top less its colour (stored: corosensei asks for
+    /// it at every resume; the slot's bounds, wanted off the hot path, are computed).
+    base: usize,
     /// The class it belongs to, where it returns.
     class: &'static StackClass,
-    /// How far below the slot's top the frames start (computed once: corosensei asks for
-    /// the base at every resume). Beside `dirty` in one word: every G embeds a `GStack`,
-    /// and 8 bytes fewer keep the G struct in a 224-byte malloc chunk.
+    /// How far below the slot's top the frames start. Beside `dirty` in one word instead of
+    /// a stored lowest address: every G embeds a `GStack`, and 8 bytes fewer keep the G
+    /// struct in a 224-byte malloc chunk.
     colour: u32,
     /// Used since it was last scrubbed.
     pub(crate) dirty: bool,
@@ -133,10 +134,10 @@ pub(crate) struct GStack {
 // boundary, so both are aligned to `STACK_ALIGNMENT` (16).
 unsafe impl Stack for GStack {
     fn base(&self) -> StackPointer {
-        StackPointer::new(self.top() - self.colour as usize).expect("stack base is not null")
+        StackPointer::new(self.base).expect("stack base is not null")
     }
     fn limit(&self) -> StackPointer {
-        StackPointer::new(self.lo).expect("stack limit is not null")
+        StackPointer::new(self.lo()).expect("stack limit is not null")
     }
 }
 
@@ -144,7 +145,12 @@ impl GStack {
     /// The top of the slot (highest address, page-aligned); the frames start a colour
     /// (`COLOURS`) below it.
     pub(crate) fn top(&self) -> usize {
-        self.lo + self.class.stride
+        self.base + self.colour as usize
+    }
+
+    /// The lowest address of the slot (where its guard starts).
+    pub(crate) fn lo(&self) -> usize {
+        self.top() - self.class.stride
     }
 
     /// How far below the slot's top the frames start: a different cache colour per slot.
@@ -162,12 +168,12 @@ impl GStack {
 
     /// The guard range `[lo, hi)`.
     pub(crate) fn guard(&self) -> (usize, usize) {
-        (self.lo, self.lo + GUARD_SIZE)
+        (self.lo(), self.lo() + GUARD_SIZE)
     }
 
     /// The usable range `[lo, hi)`.
     pub(crate) fn usable(&self) -> (usize, usize) {
-        (self.lo + GUARD_SIZE, self.lo + self.class.stride)
+        (self.lo() + GUARD_SIZE, self.top())
     }
 
     pub(crate) fn class(&self) -> &'static StackClass {
@@ -275,7 +281,7 @@ impl StackClass {
 
     fn stack(&'static self, lo: usize, dirty: bool) -> GStack {
         GStack {
-            lo,
+            base: lo + self.stride - colour(lo, self.stride),
             class: self,
             colour: colour(lo, self.stride) as u32,
             dirty,
@@ -357,9 +363,9 @@ impl StackClass {
         for s in stacks {
             debug_assert!(std::ptr::eq(s.class, self));
             if s.dirty {
-                l.dirty.push_back(s.lo);
+                l.dirty.push_back(s.lo());
             } else {
-                l.clean.push(s.lo);
+                l.clean.push(s.lo());
             }
         }
     }
@@ -368,7 +374,7 @@ impl StackClass {
     /// list: scrubbed first (by sysmon, or an idle M), handed out last.
     pub(crate) fn free_deep(&self, s: GStack) {
         debug_assert!(std::ptr::eq(s.class, self));
-        lock(&self.lists).deep.push(s.lo);
+        lock(&self.lists).deep.push(s.lo());
         DEEP_STACKS.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -637,7 +643,7 @@ mod tests {
                 assert_eq!(base % 16, 0, "the ABI's stack alignment");
                 assert!(s.top() - base <= MAX_COLOUR);
                 // Still the size asked for above the guard.
-                assert!(base - (s.lo + GUARD_SIZE) >= 52 * 1024);
+                assert!(base - (s.lo() + GUARD_SIZE) >= 52 * 1024);
                 base % page_size()
             })
             .collect();
