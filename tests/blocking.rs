@@ -517,6 +517,46 @@ fn a_freeze_is_reported_by_default() {
     );
 }
 
+/// The freeze line also comes when the freeze follows short idle spells: the runtime went
+/// idle for a few milliseconds at a time (too briefly for the M ending each spell to wake
+/// the monitor thread), the monitor fell asleep in one of them, and the busy period after it
+/// must still be watched. (The spells are made with sleeps; what is asserted is only that
+/// the report comes, once.)
+#[test]
+fn a_freeze_after_short_idle_spells_is_reported() {
+    if is_child("a_freeze_after_short_idle_spells_is_reported") {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(1_500) {
+            gort::go!(|| {
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(3) {
+                    gort::yield_now();
+                }
+            })
+            .join()
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        let stuck = gort::Builder::new()
+            .name("stuck".into())
+            .spawn(|| std::thread::sleep(Duration::from_millis(3_000)))
+            .unwrap();
+        let waiting = gort::go!(|| 1);
+        stuck.join().unwrap();
+        assert_eq!(waiting.join().unwrap(), 1);
+        return;
+    }
+    let o = run_child(
+        "a_freeze_after_short_idle_spells_is_reported",
+        &[("GORT_MAXPROCS", "1")],
+    );
+    assert_success(&o);
+    let err = stderr(&o);
+    let reports: Vec<&str> = err.lines().filter(|l| l.contains("has held P")).collect();
+    assert_eq!(reports.len(), 1, "{err}");
+    assert!(reports[0].contains("\"stuck\""), "{err}");
+}
+
 #[test]
 fn a_lone_computing_green_thread_is_not_reported() {
     if is_child("a_lone_computing_green_thread_is_not_reported") {

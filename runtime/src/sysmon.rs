@@ -235,10 +235,19 @@ pub(crate) fn sysmon() {
                         let mut recheck = Duration::from_millis(200);
                         while s.sysmon_sleeping.load(Ordering::SeqCst) {
                             std::thread::park_timeout(recheck);
-                            if s.sysmon_sleeping.load(Ordering::SeqCst) {
-                                crate::deadlock::check(s);
-                                recheck = (recheck * 2).min(Duration::from_secs(5));
+                            if !s.sysmon_sleeping.load(Ordering::SeqCst) {
+                                break;
                             }
+                            if s.npidle.load(Ordering::SeqCst) != n {
+                                // Busy again and nobody woke us: the idle spell was too
+                                // short for the M that ended it to (`end_all_idle`). Watch
+                                // the P's again, at the calm pace: a long busy period must
+                                // not go unwatched (its freeze line, the coarse clock).
+                                s.sysmon_calm.store(true, Ordering::Relaxed);
+                                break;
+                            }
+                            crate::deadlock::check(s);
+                            recheck = (recheck * 2).min(Duration::from_secs(5));
                         }
                     }
                     Some(d) if !d.is_zero() => std::thread::park_timeout(d),
