@@ -235,6 +235,8 @@ pub(crate) fn sysmon() {
                         let mut recheck = Duration::from_millis(200);
                         while s.sysmon_sleeping.load(Ordering::SeqCst) {
                             std::thread::park_timeout(recheck);
+                            // SeqCst, both: as every access to the flag and the loads of
+                            // `npidle` above (the store-buffer pair described in `blocking`).
                             if !s.sysmon_sleeping.load(Ordering::SeqCst) {
                                 break;
                             }
