@@ -20,13 +20,16 @@
 //!   completer won".
 //! - idle M's and `wakep`: either fence removed (`should_wake` or `going_idle`): loom finds
 //!   the submitter reading no idle P while the idler's last look misses the G ("stranded").
+//! - waiter mark: `mark` made Relaxed: loom reports a causality violation on the record (the
+//!   G reuses its stack memory unordered with the poller's last read of it).
 //! - P hand-off: `enter` made Relaxed (no Release): loom reports a causality violation on
 //!   the P's local data (sysmon's new owner reads it unordered with the M's last write);
 //!   `retake` succeeding from any status: both take the P, and loom reports the concurrent
 //!   accesses to its data.
 
 use gort::protocol::{
-    idle, join_word, p_status, park_word, token, AtomicBoolOps, AtomicU8Ops, AtomicUsizeOps,
+    idle, join_word, p_status, park_word, token, waiter_mark, AtomicBoolOps, AtomicU8Ops,
+    AtomicUsizeOps,
 };
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
@@ -332,6 +335,38 @@ fn token_claimed_by_one_completer_or_cancelled() {
             None => assert_eq!(w, 0, "cancelled, yet a completer won"),
             Some(_) => assert_eq!(w, 1, "exactly one completer wins"),
         }
+    });
+}
+
+/// A netpoller waiter's record, on the waiting G's stack: the poller reads it (the next
+/// record, the G's handle) and marks it taken; the G, back from its park, reads the mark and
+/// leaves at once, its stack frame (the record) reused. The reuse must come after the
+/// poller's reads, whatever the interleaving; and a G that sees the mark sees how it was
+/// taken.
+#[test]
+fn waiter_mark_hands_the_record_back_to_its_owner() {
+    model(|| {
+        let mark = Arc::new(L8(AtomicU8::new(waiter_mark::QUEUED)));
+        let record = Arc::new(UnsafeCell::new(7usize));
+        let poller = {
+            let (mark, record) = (mark.clone(), record.clone());
+            thread::spawn(move || {
+                // Under the descriptor's lock in the runtime: read the record, then mark it.
+                assert_eq!(get(&record), 7);
+                waiter_mark::mark(&*mark, waiter_mark::WOKEN_CLOSED);
+            })
+        };
+        // The owner: spurious returns from its park see the record still queued.
+        let how = loop {
+            match waiter_mark::read(&*mark) {
+                waiter_mark::QUEUED => thread::yield_now(),
+                how => break how,
+            }
+        };
+        assert_eq!(how, waiter_mark::WOKEN_CLOSED);
+        // Leaving: the frame is reused.
+        put(&record, 0);
+        poller.join().unwrap();
     });
 }
 

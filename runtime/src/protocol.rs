@@ -7,6 +7,8 @@
 //! - [`join_word`]: a G's join word, between the finishing G, the joiner and a detach.
 //! - [`token`]: a channel operation's token, between completers and an owner that times out
 //!   or a select that withdraws.
+//! - [`waiter_mark`]: the mark on a netpoller waiter's record, between the poller taking it
+//!   off its queue and the G that owns it (on its stack) leaving.
 //!
 //! Not a public API: `#[doc(hidden)]`, exported only for the models.
 
@@ -315,6 +317,37 @@ pub mod token {
     #[inline(always)]
     pub fn selected<A: AtomicUsizeOps>(selected: &A) -> usize {
         selected.load(Ordering::Acquire)
+    }
+}
+
+/// The mark on a G's waiter record in a poll descriptor's queue (`net::poller`). The record
+/// lives on the waiting G's stack; the poller, under the descriptor's lock, reads what it
+/// needs of it (the next record, the G's handle) and then marks it taken, its last touch.
+/// The G, back from its park, reads the mark: taken, it leaves at once, without the lock,
+/// and its stack frame (the record with it) is reused.
+pub mod waiter_mark {
+    use super::*;
+
+    /// Still queued.
+    pub const QUEUED: u8 = 0;
+    /// Taken off the queue by a readiness event.
+    pub const WOKEN: u8 = 1;
+    /// Taken off the queue because the descriptor was closed.
+    pub const WOKEN_CLOSED: u8 = 2;
+
+    /// The poller's last touch of a record it took off the queue.
+    #[inline(always)]
+    pub fn mark<A: AtomicU8Ops>(m: &A, how: u8) {
+        // Release: pairs with `read`'s Acquire, so that the poller's reads of the record
+        // happen before its owner reuses the memory.
+        m.store(how, Ordering::Release);
+    }
+
+    /// The owner's look after its park: `QUEUED`, or how it was taken.
+    #[inline(always)]
+    pub fn read<A: AtomicU8Ops>(m: &A) -> u8 {
+        // Acquire: pairs with `mark`.
+        m.load(Ordering::Acquire)
     }
 }
 

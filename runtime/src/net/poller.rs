@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 
 use crate::g::GRef;
 use crate::park::{park, park_deadline, Unparker, Waker};
+use crate::protocol::waiter_mark::{self, QUEUED, WOKEN, WOKEN_CLOSED};
 use crate::sched::current_g;
 use crate::spin::{SpinGuard, SpinMutex};
 
@@ -84,20 +85,13 @@ pub(crate) enum Dir {
 struct IoWaiter {
     waker: Waker,
     /// `QUEUED` until the poller (or `close`) takes the waiter off the queue and sets it to
-    /// `WOKEN` (or `WOKEN_CLOSED`), its last touch of the record. Release there, Acquire in
-    /// the owner: an owner that reads it set may leave (and its stack record be reused)
-    /// without taking the lock, the waker's reads of the record having happened before.
+    /// `WOKEN` (or `WOKEN_CLOSED`), its last touch of the record (`protocol::waiter_mark`,
+    /// model-checked in tests/loom.rs): an owner that reads it set may leave (and its stack
+    /// record be reused) without taking the lock.
     woken: AtomicU8,
     prev: *mut IoWaiter,
     next: *mut IoWaiter,
 }
-
-/// `IoWaiter::woken`: still queued.
-const QUEUED: u8 = 0;
-/// `IoWaiter::woken`: taken off the queue by a readiness event.
-const WOKEN: u8 = 1;
-/// `IoWaiter::woken`: taken off the queue because the descriptor was closed.
-const WOKEN_CLOSED: u8 = 2;
 
 struct DirState {
     /// A readiness edge arrived while nobody waited.
@@ -174,9 +168,8 @@ impl DirState {
             unsafe {
                 let next = (*w).next;
                 out.push((*w).waker.upgrade());
-                // Release: pairs with the owner's Acquire load in `wait_inner`, which then
-                // frees the record.
-                (*w).woken.store(how, Ordering::Release);
+                // The last touch: the owner may reuse the record once it reads this.
+                waiter_mark::mark(&(*w).woken, how);
                 w = next;
             }
             n += 1;
@@ -277,9 +270,8 @@ impl PollDesc {
                 Some(t) => park_deadline(t),
                 None => park(),
             }
-            // Acquire: pairs with the Release store in `wake_all`; the usual case, with no
-            // lock taken.
-            match woken.load(Ordering::Acquire) {
+            // The usual case, with no lock taken.
+            match waiter_mark::read(woken) {
                 WOKEN => return Ok(()),
                 WOKEN_CLOSED => return Err(closed_error()),
                 _ => {}
