@@ -265,24 +265,26 @@ impl PollDesc {
         // SAFETY: our own record, alive on this stack until we return; the poller writes
         // this field only through the atomic, and the others never through this reference.
         let woken = unsafe { &(*me).woken };
+        // What the mark says: taken off the queue (the call's result), or still queued.
+        let taken = || match waiter_mark::read(woken) {
+            WOKEN => Some(Ok(())),
+            WOKEN_CLOSED => Some(Err(closed_error())),
+            _ => None,
+        };
         loop {
             match deadline {
                 Some(t) => park_deadline(t),
                 None => park(),
             }
             // The usual case, with no lock taken.
-            match waiter_mark::read(woken) {
-                WOKEN => return Ok(()),
-                WOKEN_CLOSED => return Err(closed_error()),
-                _ => {}
+            if let Some(r) = taken() {
+                return r;
             }
             if deadline.is_some_and(|t| Instant::now() >= t) {
                 let mut st = dir.lock();
-                // Relaxed: under the lock, under which it is written.
-                match woken.load(Ordering::Relaxed) {
-                    WOKEN => return Ok(()),
-                    WOKEN_CLOSED => return Err(closed_error()),
-                    _ => {}
+                // Again under the lock: the poller may have taken us since.
+                if let Some(r) = taken() {
+                    return r;
                 }
                 // SAFETY: not woken, so still queued here.
                 unsafe { st.unlink(me) };

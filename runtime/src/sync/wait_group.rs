@@ -13,11 +13,16 @@ use super::waiter::{lock, Node, Wait};
 /// the count from zero. (Go's `sync.WaitGroup` packs the count and the waiters the same way.)
 /// The round lets a waiter that times out tell, under the lock, whether the count has been
 /// through zero since it registered (then a release for it is under way and it must not
-/// leave the list, whose first `n` nodes that release is about to signal).
+/// leave the list, whose nodes of that round the release is about to signal).
 const COUNT_ONE: u64 = 1 << 32;
 const COUNT_MAX: u64 = u32::MAX as u64;
 const WAITERS_MASK: u64 = (1 << 24) - 1;
 const ROUND_SHIFT: u32 = 24;
+
+/// The round a state word is in (its 8 bits above the waiter count).
+fn round_of(state: u64) -> u64 {
+    (state >> ROUND_SHIFT) & 0xFF
+}
 
 struct WgInner {
     state: AtomicU64,
@@ -114,7 +119,7 @@ impl WaitGroup {
             }
             // From zero: a new round.
             let low = if count == 0 {
-                let round = ((s >> ROUND_SHIFT) + 1) & 0xFF;
+                let round = (round_of(s) + 1) & 0xFF;
                 (round << ROUND_SHIFT) | (s & WAITERS_MASK)
             } else {
                 s & COUNT_MAX
@@ -151,7 +156,7 @@ impl WaitGroup {
             );
         }
         if old >> 32 == 1 && old & WAITERS_MASK > 0 {
-            self.release((old >> ROUND_SHIFT) & 0xFF);
+            self.release(round_of(old));
         }
     }
 
@@ -222,7 +227,7 @@ impl WaitGroup {
         let mut q = lock(&self.inner.waiters);
         // Acquire: as in `wait`, for the case where we report the count at zero.
         let s = self.inner.state.load(Ordering::Acquire);
-        if s >> 32 != 0 && (s >> ROUND_SHIFT) & 0xFF == round {
+        if s >> 32 != 0 && round_of(s) == round {
             if let Some(i) = q.iter().position(|(n, _)| Arc::ptr_eq(n, &node)) {
                 q.remove(i);
                 self.inner.state.fetch_sub(1, Ordering::Relaxed);
@@ -264,7 +269,7 @@ impl WaitGroup {
                 }
             }
             let n = Node::new();
-            let round = (s >> ROUND_SHIFT) & 0xFF;
+            let round = round_of(s);
             q.push_back((n.clone(), round));
             (n, round)
         };
@@ -287,7 +292,7 @@ mod tests {
     fn done_without_release(wg: &WaitGroup) -> u64 {
         let old = wg.inner.state.fetch_sub(COUNT_ONE, Ordering::AcqRel);
         assert_eq!(old >> 32, 1);
-        (old >> ROUND_SHIFT) & 0xFF
+        round_of(old)
     }
 
     /// Releases that run late (after the group was reused: Go forbids it, gort must stay
