@@ -22,6 +22,12 @@
 //!   the submitter reading no idle P while the idler's last look misses the G ("stranded").
 //! - waiter mark: `mark` made Relaxed: loom reports a causality violation on the record (the
 //!   G reuses its stack memory unordered with the poller's last read of it).
+//! - the poller's claim: `claim` made Relaxed: a causality violation on the G's saved state
+//!   (read by whoever queues it, unordered with the switch that wrote it). `claim`
+//!   succeeding from PARKING (a G still on its stack): the M's `commit` finds the word
+//!   ACTIVE ("G parked in state 0"). And
+//!   marking after the fallback `unpark` instead of before it leaves the G parked for good
+//!   (its wait to be queued never ends: "Model exceeded maximum number of branches").
 //! - P hand-off: `enter` made Relaxed (no Release): loom reports a causality violation on
 //!   the P's local data (sysmon's new owner reads it unordered with the M's last write);
 //!   `retake` succeeding from any status: both take the P, and loom reports the concurrent
@@ -367,6 +373,78 @@ fn waiter_mark_hands_the_record_back_to_its_owner() {
         // Leaving: the frame is reused.
         put(&record, 0);
         poller.join().unwrap();
+    });
+}
+
+/// The netpoller's wake-up of one waiter, both ways: it claims a parked G (PARKED ->
+/// ACTIVE, `park_word::claim`), still reads the record, marks it and queues the G; or, when
+/// the G is not parked yet (on its way to park, or back early from a spurious return), it
+/// marks the record and then `unpark`s. The G loops on the mark around its parks. Whatever
+/// the interleaving: the G ends with the mark, is queued at most once per park and never
+/// while it is running, and reuses its record only after the poller's last read of it.
+#[test]
+fn netpoller_claim_or_unpark_wakes_the_waiter() {
+    model(|| {
+        let state = Arc::new(L8(AtomicU8::new(park_word::ACTIVE)));
+        let mark = Arc::new(L8(AtomicU8::new(waiter_mark::QUEUED)));
+        let record = Arc::new(UnsafeCell::new(7usize));
+        // What the switch saved when the G left its stack (its registers), which the M that
+        // resumes it reads: through the claim, then the run queue.
+        let saved = Arc::new(UnsafeCell::new(0usize));
+        // The run queue, reduced to "queued" (a Release push, an Acquire pop).
+        let queued = Arc::new(AtomicBool::new(false));
+        let poller = {
+            let (state, mark, record, saved, queued) = (
+                state.clone(),
+                mark.clone(),
+                record.clone(),
+                saved.clone(),
+                queued.clone(),
+            );
+            thread::spawn(move || {
+                // Under the descriptor's lock in the runtime.
+                assert_eq!(get(&record), 7);
+                if park_word::claim(&*state) {
+                    // The G is off its stack until queued: its record may still be read,
+                    // and its saved state is complete (read here in the resuming M's stead).
+                    assert_eq!(get(&record), 7);
+                    assert_eq!(get(&saved), 1);
+                    waiter_mark::mark(&*mark, waiter_mark::WOKEN);
+                    queued.store(true, Ordering::Release);
+                } else {
+                    // (A counted handle keeps the G alive from here on.)
+                    waiter_mark::mark(&*mark, waiter_mark::WOKEN);
+                    if park_word::unpark(&*state) {
+                        queued.store(true, Ordering::Release);
+                    }
+                }
+            })
+        };
+        // The G: park until the mark says it was taken.
+        loop {
+            if waiter_mark::read(&*mark) != waiter_mark::QUEUED {
+                break;
+            }
+            if park_word::take_token(&*state) {
+                continue;
+            }
+            if park_word::begin(&*state) == park_word::Begin::Consumed {
+                continue;
+            }
+            // The switch off its stack.
+            put(&saved, 1);
+            if park_word::commit(&*state) {
+                // Parked: off its stack until somebody queues it; then an M runs it.
+                while !queued.load(Ordering::Acquire) {
+                    thread::yield_now();
+                }
+                queued.store(false, Ordering::Relaxed);
+            }
+        }
+        // Leaving: the frame is reused.
+        put(&record, 0);
+        poller.join().unwrap();
+        assert!(!queued.load(Ordering::Relaxed), "queued while it ran");
     });
 }
 

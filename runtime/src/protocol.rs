@@ -167,6 +167,21 @@ pub mod park_word {
         }
     }
 
+    /// An unparker's shortcut for a G it expects parked (the netpoller's waiters): PARKED
+    /// -> ACTIVE and nothing else. True: as [`unpark`]'s true (the caller now queues the G,
+    /// with the reference it kept when it parked); until then the G stays off its stack, so
+    /// the caller may still touch what the G is waiting on. False: the word is unchanged,
+    /// and the caller falls back to [`unpark`] (which also handles a G not parked yet).
+    #[inline(always)]
+    pub fn claim<A: AtomicU8Ops>(state: &A) -> bool {
+        // Acquire: pairs with the M's Release CAS PARKING -> PARKED (`commit`), as in
+        // `unpark`. No Release is needed: the claimer hands the G over through a run queue,
+        // whose push publishes what the claimer wrote before it.
+        state
+            .compare_exchange(PARKED, ACTIVE, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// An unparker's side. True if the G was PARKED and the caller must now queue it (it
     /// is the only one to get true for that park).
     #[inline(always)]

@@ -15,7 +15,8 @@
 //! `ready` token, a `closed` flag and the waiters (records on the waiting G's stacks). A G
 //! that got `EAGAIN` locks its direction: if `ready` is set it clears it and retries the
 //! call; otherwise it queues itself and parks. The poller, on an event, locks the direction:
-//! with waiters, it marks each woken and unparks it; with none, it sets `ready`. Both sides
+//! with waiters, it marks each woken and wakes it (claiming a parked G outright, see
+//! `DirState::wake_all`); with none, it sets `ready`. Both sides
 //! run under the direction's lock, so the edge either comes before the G's look (the G sees
 //! `ready` and retries) or after it (the G is queued and is woken): an edge that arrives
 //! between `EAGAIN` and the park is never lost. A woken G retries its call; if another got
@@ -54,6 +55,7 @@ use std::time::{Duration, Instant};
 
 use crate::g::GRef;
 use crate::park::{park, park_deadline, Unparker, Waker};
+use crate::protocol::park_word;
 use crate::protocol::waiter_mark::{self, QUEUED, WOKEN, WOKEN_CLOSED};
 use crate::sched::current_g;
 use crate::spin::{SpinGuard, SpinMutex};
@@ -154,20 +156,31 @@ impl DirState {
         }
     }
 
-    /// Wakes every waiter (readiness or close): marks each woken and collects its handle.
-    /// Returns how many it took off the queue (for `Poller::waiting`).
-    fn wake_all(&mut self, out: &mut Vec<Unparker>) -> usize {
+    /// Wakes every waiter (readiness or close) and marks each woken. A parked G is claimed
+    /// (`park_word::claim`) and its reference pushed onto `queue`, for the caller to queue
+    /// it: no counted handle is taken or dropped, and the G stays off its stack until then,
+    /// so marking its record after the claim is safe. Any other waiter (a G still on its
+    /// way to park, or one whose stack sysmon is shrinking) gets a counted handle in
+    /// `rest`, taken before the mark, for the caller to `unpark`. Returns how many it took
+    /// off the queue (for `Poller::waiting`).
+    fn wake_all(&mut self, queue: &mut Vec<GRef>, rest: &mut Vec<Unparker>) -> usize {
         let how = if self.closed { WOKEN_CLOSED } else { WOKEN };
         let mut w = std::mem::replace(&mut self.head, std::ptr::null_mut());
         let mut n = 0;
         while !w.is_null() {
             // `next` and the waker are read before `woken` is set: after that the owner may
-            // leave at once, and the record is not touched again.
+            // leave at once (if it is not parked), and the record is not touched again.
             // SAFETY: a queued waiter is alive (its owner leaves only after seeing `woken`
-            // set, or after taking itself off the queue under this lock).
+            // set, or after taking itself off the queue under this lock), and so is its G.
             unsafe {
                 let next = (*w).next;
-                out.push((*w).waker.upgrade());
+                match &(*w).waker {
+                    Waker::G(g) if park_word::claim(&(**g).state) => {
+                        // The reference the G kept when it parked is ours now.
+                        queue.push(GRef::from_raw(g.cast_mut()));
+                    }
+                    waker => rest.push(waker.upgrade()),
+                }
                 // The last touch: the owner may reuse the record once it reads this.
                 waiter_mark::mark(&(*w).woken, how);
                 w = next;
@@ -298,17 +311,20 @@ impl PollDesc {
 
     /// Marks the descriptor closed and wakes its waiters with an error. Further waits fail.
     pub(crate) fn close(&self) {
-        let mut out = Vec::new();
+        let (mut queue, mut rest) = (Vec::new(), Vec::new());
         let mut n = 0;
         for d in [Dir::Read, Dir::Write] {
             let mut st = self.dir(d).lock();
             st.closed = true;
-            n += st.wake_all(&mut out);
+            n += st.wake_all(&mut queue, &mut rest);
         }
         if n > 0 {
             poller().waiting.fetch_sub(n, Ordering::Relaxed);
         }
-        for u in out {
+        if !queue.is_empty() {
+            crate::sched::sched().inject(queue);
+        }
+        for u in rest {
             u.unpark(false);
         }
     }
@@ -492,7 +508,11 @@ impl Poller {
         if self.waiting() >= PREFETCH_MIN_WAITING {
             Self::prefetch(&evs[..n as usize]);
         }
-        let mut woken = Vec::new();
+        // One allocation for the batch, not one per doubling.
+        out.reserve(n as usize);
+        // Waiters that were not parked yet (rare: allocates only when used).
+        let mut rest = Vec::new();
+        let queued = out.len();
         let mut taken = 0;
         for e in &evs[..n as usize] {
             let data = e.u64;
@@ -514,18 +534,19 @@ impl Poller {
             let ev = e.events as i32;
             let hup = ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0;
             if ev & libc::EPOLLIN != 0 || hup {
-                taken += ready(d, Dir::Read, hup, &mut woken);
+                taken += ready(d, Dir::Read, hup, out, &mut rest);
             }
             if ev & libc::EPOLLOUT != 0 || ev & (libc::EPOLLHUP | libc::EPOLLERR) != 0 {
-                taken += ready(d, Dir::Write, hup, &mut woken);
+                taken += ready(d, Dir::Write, hup, out, &mut rest);
             }
         }
         if taken > 0 {
             // One update for the batch (each waiter raised the count when it queued).
             self.waiting.fetch_sub(taken, Ordering::Relaxed);
         }
-        self.busy.store(!woken.is_empty(), Ordering::Relaxed);
-        for u in woken {
+        self.busy
+            .store(out.len() > queued || !rest.is_empty(), Ordering::Relaxed);
+        for u in rest {
             u.unpark_into(out);
         }
         n as usize
@@ -724,14 +745,20 @@ fn prefetch(p: *const u8) {
 
 /// An event for `d`'s direction `dir`: wake its waiters, or leave a token; note a hang-up.
 /// Returns how many waiters it took off the queue.
-fn ready(d: &PollDesc, dir: Dir, hup: bool, out: &mut Vec<Unparker>) -> usize {
+fn ready(
+    d: &PollDesc,
+    dir: Dir,
+    hup: bool,
+    queue: &mut Vec<GRef>,
+    rest: &mut Vec<Unparker>,
+) -> usize {
     let mut st = d.dir(dir).lock();
     st.hup |= hup;
     if st.head.is_null() {
         st.ready = true;
         0
     } else {
-        st.wake_all(out)
+        st.wake_all(queue, rest)
     }
 }
 
