@@ -9,8 +9,10 @@
 //! `runtime/src/protocol.rs`, running `cargo test --release --test loom`, then reverting):
 //! - park word: the consuming CAS NOTIFIED -> ACTIVE in `take_token` made Relaxed: loom finds a G
 //!   that consumes the token without seeing the waker's condition, parks again and is never
-//!   queued ("lost wake-up" assertion). `unpark` queueing a G still PARKING (on its stack):
-//!   the M's `commit` then finds the word ACTIVE ("G parked in state 0"). `unpark` returning
+//!   queued ("lost wake-up" assertion). `unpark` queueing a G it finds ACTIVE (possibly
+//!   on its way off its stack) instead of leaving a token: "a parked G must be queued
+//!   exactly once". `commit` without its Release half: the claim model reports a
+//!   causality violation on the G's saved state. `unpark` returning
 //!   on a plain load when it finds NOTIFIED (the code before a real hang was fixed):
 //!   the stale-token model finds the G parked with its condition set and nobody to queue it.
 //! - join word: `finish` made Release only (no Acquire): loom reports "Causality violation:
@@ -24,8 +26,8 @@
 //!   G reuses its stack memory unordered with the poller's last read of it).
 //! - the poller's claim: `claim` made Relaxed: a causality violation on the G's saved state
 //!   (read by whoever queues it, unordered with the switch that wrote it). `claim`
-//!   succeeding from PARKING (a G still on its stack): the M's `commit` finds the word
-//!   ACTIVE ("G parked in state 0"). And
+//!   succeeding on a G it finds ACTIVE (running, or on its way off its stack): a causality
+//!   violation (the poller reads the record and saved state while the G writes them). And
 //!   marking after the fallback `unpark` instead of before it leaves the G parked for good
 //!   (its wait to be queued never ends: "Model exceeded maximum number of branches").
 //! - P hand-off: `enter` made Relaxed (no Release): loom reports a causality violation on
@@ -132,13 +134,9 @@ fn g_parks_until(state: &L8, ready: &AtomicBool, order: Ordering) -> bool {
         if park_word::take_token(state) {
             continue;
         }
-        match park_word::begin(state) {
-            park_word::Begin::Consumed => continue,
-            park_word::Begin::Suspend => {
-                if park_word::commit(state) {
-                    return true;
-                }
-            }
+        // The switch off the stack; then the M decides.
+        if park_word::commit(state) {
+            return true;
         }
     }
 }
@@ -428,10 +426,7 @@ fn netpoller_claim_or_unpark_wakes_the_waiter() {
             if park_word::take_token(&*state) {
                 continue;
             }
-            if park_word::begin(&*state) == park_word::Begin::Consumed {
-                continue;
-            }
-            // The switch off its stack.
+            // The switch off its stack; then the M decides.
             put(&saved, 1);
             if park_word::commit(&*state) {
                 // Parked: off its stack until somebody queues it; then an M runs it.

@@ -17,7 +17,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::g::{ACTIVE, DEAD, G, NOTIFIED, PARKED, PARKING, SHRINKING, SHRINK_WOKEN};
+use crate::g::{ACTIVE, DEAD, G, NOTIFIED, PARKED, SHRINKING, SHRINK_WOKEN};
 use crate::sched::sched;
 use crate::spin::SpinMutex;
 
@@ -179,7 +179,7 @@ pub(crate) fn snapshot() -> Vec<Seen> {
         let since = g.wait_since();
         let waited = Some(u64::from(now.wrapping_sub(since)));
         let (state, waited_ms) = match st {
-            PARKING | PARKED | SHRINKING | SHRINK_WOKEN => (wait.name(), waited),
+            PARKED | SHRINKING | SHRINK_WOKEN => (wait.name(), waited),
             ACTIVE | NOTIFIED if wait == Wait::Blocking => (wait.name(), waited),
             ACTIVE | NOTIFIED if running.contains(&id) => ("running", None),
             _ => ("runnable", None),

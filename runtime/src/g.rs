@@ -40,7 +40,8 @@ use crate::unwind::drop_contained;
 pub(crate) enum Suspend {
     /// `yield_now`: requeue at the tail of the local run queue.
     Yield,
-    /// `park`: the state word says PARKING; the M decides its fate after the switch.
+    /// `park`: no token was waiting; the M decides its fate after the switch
+    /// (`park_word::commit`).
     Park,
     /// `blocking` returned and found no P for its M: queue the G globally; the M, which
     /// holds no P now, goes to sleep.
@@ -52,7 +53,7 @@ pub(crate) type GYielder = Yielder<(), Suspend>;
 
 // The park state word: its values and transitions are in `protocol::park_word`.
 pub(crate) use crate::protocol::park_word::{
-    ACTIVE, DEAD, NOTIFIED, PARKED, PARKING, SHRINKING, SHRINK_WOKEN,
+    ACTIVE, DEAD, NOTIFIED, PARKED, SHRINKING, SHRINK_WOKEN,
 };
 
 // The join word: its values and transitions are in `protocol::join_word`.
@@ -193,7 +194,8 @@ pub(crate) struct G {
     /// The G's id, which join handles may read (Relaxed: written before the handle exists,
     /// on the same thread).
     id: AtomicU64,
-    /// The park state word: ACTIVE, NOTIFIED, PARKING, PARKED or DEAD.
+    /// The park state word: ACTIVE, NOTIFIED, PARKED, DEAD (or, for the shrinker, SHRINKING
+    /// and SHRINK_WOKEN).
     pub(crate) state: AtomicU8,
     /// The join state word: J_RUNNING, J_WAITING, J_DONE or J_DETACHED.
     join: AtomicU8,

@@ -11,22 +11,24 @@
 //! A G's state word moves like this (see `g.rs` for the constants):
 //!
 //! ```text
-//!            park()                 M, after the switch            unpark()
-//!   ACTIVE ---------> PARKING ---------------------------> PARKED ---------> ACTIVE + queued
-//!     |  ^               | unpark()                                            (ready)
-//!     |  | park()        v
+//!            park(): no token, switch off the stack;   unpark()
+//!            then the M, with the G off its stack
+//!   ACTIVE ------------------------------------> PARKED ---------> ACTIVE + queued
+//!     |  ^                                                          (ready)
+//!     |  | park() (or the M, if the token came during the switch)
 //!     |  +---------- NOTIFIED <--- unpark() while ACTIVE
 //!     +-----------------^
 //! ```
 //!
 //! The race to get right is an `unpark` arriving while the G is still switching off its
-//! stack. The G never decides whether it really sleeps: it moves ACTIVE → PARKING and
-//! switches to its M; only the M, with the G fully off its stack, tries PARKING → PARKED.
-//! If an `unpark` got in first (PARKING → NOTIFIED), the CAS fails and the M resumes the G
-//! at once. If the M's CAS wins, the G keeps the M's reference to itself, and the `unpark`
-//! that moves PARKED → ACTIVE is the only one that queues it, with that reference. So a G
-//! is resumed by at most one M at a time, and a wake-up is never lost: every `unpark`
-//! either leaves a token the G will consume, or finds it PARKED and queues it.
+//! stack. The G never decides whether it really sleeps: if no token waits, it switches to
+//! its M without touching the word (the switch takes no locked instruction); only the M,
+//! with the G fully off its stack, tries ACTIVE → PARKED. If an `unpark` got in first
+//! (ACTIVE → NOTIFIED), the CAS fails and the M resumes the G at once. If the M's CAS wins,
+//! the G keeps the M's reference to itself, and the `unpark` that moves PARKED → ACTIVE is
+//! the only one that queues it, with that reference. So a G is resumed by at most one M at
+//! a time, and a wake-up is never lost: every `unpark` either leaves a token the G (or its M)
+//! will consume, or finds it PARKED and queues it.
 
 use std::sync::Arc;
 
@@ -183,13 +185,12 @@ pub(crate) unsafe fn park_g(g: *const crate::g::G) {
     // the common case).
     // SAFETY: `g` is the G running on this thread.
     unsafe { crate::shrink::on_park(g) };
-    if park_word::begin(state) == park_word::Begin::Suspend {
-        // The start of the wait, for the dump (a relaxed load and store).
-        // SAFETY: `g` is the G running on this thread.
-        unsafe { (*g).stamp_wait(sched().coarse_now()) };
-        // SAFETY: `g` is the G running on this thread.
-        unsafe { suspend(g, Suspend::Park) }
-    }
+    // The start of the wait, for the dump (a relaxed load and store).
+    // SAFETY: `g` is the G running on this thread.
+    unsafe { (*g).stamp_wait(sched().coarse_now()) };
+    // Off the stack; the M decides (`park_word::commit`).
+    // SAFETY: `g` is the G running on this thread.
+    unsafe { suspend(g, Suspend::Park) }
 }
 
 /// Blocks the caller until an `unpark` or until `deadline` (or returns at once if a token

@@ -2,7 +2,7 @@
 //! trait, so that the loom models (`tests/loom.rs`) run this very code with loom's atomics
 //! while the runtime runs it with std's (the generic functions compile to the same code).
 //!
-//! - [`park_word`]: a G's park state word (ACTIVE / NOTIFIED / PARKING / PARKED ...), between
+//! - [`park_word`]: a G's park state word (ACTIVE / NOTIFIED / PARKED ...), between
 //!   the G going to sleep, the M finishing the switch, and any number of unparkers.
 //! - [`join_word`]: a G's join word, between the finishing G, the joiner and a detach.
 //! - [`token`]: a channel operation's token, between completers and an owner that times out
@@ -97,32 +97,24 @@ std_ops!(AtomicBoolOps, std::sync::atomic::AtomicBool, bool);
 /// A G's park state word (see ARCHITECTURE, "Parking").
 pub mod park_word {
     use super::*;
-    /// Runnable, running, or queued; no wake-up token.
+    /// Runnable, running, queued, or switching off its stack to park; no wake-up token.
     pub const ACTIVE: u8 = 0;
-    /// As ACTIVE, with a wake-up token: the next `park` returns at once.
+    /// As ACTIVE, with a wake-up token: the next `park` returns at once (or, if the G is
+    /// already switching off its stack, its M resumes it at once: see [`commit`]).
     pub const NOTIFIED: u8 = 1;
-    /// The G called `park` and is switching off its stack; its M will decide.
-    pub const PARKING: u8 = 2;
     /// Off its stack, in nobody's queue; the next `unpark` makes it runnable.
-    pub const PARKED: u8 = 3;
+    pub const PARKED: u8 = 2;
     /// Finished; unparks are ignored.
-    pub const DEAD: u8 = 4;
+    pub const DEAD: u8 = 3;
     /// PARKED, and sysmon is giving back part of its stack (`shrink.rs`): not runnable yet.
-    pub const SHRINKING: u8 = 5;
+    pub const SHRINKING: u8 = 4;
     /// SHRINKING, and an `unpark` came: the shrinker queues the G when it is done.
-    pub const SHRINK_WOKEN: u8 = 6;
+    pub const SHRINK_WOKEN: u8 = 5;
 
-    /// What `begin` decided.
-    #[derive(Debug, PartialEq, Eq)]
-    pub enum Begin {
-        /// A wake-up token was waiting: consumed, the G goes on without suspending.
-        Consumed,
-        /// ACTIVE -> PARKING: the G must now suspend; the M finishes with [`commit`].
-        Suspend,
-    }
-
-    /// The G's first step in `park_g`: consumes a waiting wake-up token. True: the G goes
-    /// on without suspending.
+    /// The G's only step in `park_g`: consumes a waiting wake-up token. True: the G goes
+    /// on without suspending; false: it switches off its stack and its M decides
+    /// ([`commit`]). The G writes nothing to the word on the way out: a token that arrives
+    /// after this look, during the switch, is found by the M's compare-exchange.
     #[inline(always)]
     pub fn take_token<A: AtomicU8Ops>(state: &A) -> bool {
         // Acquire pairs with the waker's Release. (A plain load first: a failing
@@ -133,31 +125,18 @@ pub mod park_word {
                 .is_ok()
     }
 
-    /// The G's second step, after `take_token` found none: ACTIVE -> PARKING, unless a
-    /// token arrived meanwhile.
-    #[inline(always)]
-    pub fn begin<A: AtomicU8Ops>(state: &A) -> Begin {
-        match state.compare_exchange(ACTIVE, PARKING, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => Begin::Suspend,
-            Err(NOTIFIED) => {
-                // A token arrived between the two CASes: consume it. The failed CAS read
-                // NOTIFIED with Acquire, which pairs with the waker's Release as above.
-                state.store(ACTIVE, Ordering::Relaxed);
-                Begin::Consumed
-            }
-            Err(other) => unreachable!("park in G state {other}"),
-        }
-    }
-
-    /// The M's side, once the G is off its stack: PARKING -> PARKED. True if the G is now
-    /// parked (an unparker will queue it); false if a wake-up came during the switch (the
-    /// word is back to ACTIVE and the M runs the G again at once).
+    /// The M's side, once the G is off its stack: ACTIVE -> PARKED. True if the G is now
+    /// parked (an unparker will queue it); false if a wake-up came since the G's look
+    /// (the token is consumed, the word is back to ACTIVE, and the M runs the G again at
+    /// once). Every decision on the word is a read-modify-write, so the M's and the
+    /// unparker's are ordered: either the unparker finds PARKED (and queues the G) or the
+    /// M finds NOTIFIED.
     #[inline(always)]
     pub fn commit<A: AtomicU8Ops>(state: &A) -> bool {
         // AcqRel: Release publishes the suspended coroutine to the M that will resume it
         // (pairs with the waker's Acquire CAS PARKED -> ACTIVE); Acquire takes the waker's
         // writes if the token won.
-        match state.compare_exchange(PARKING, PARKED, Ordering::AcqRel, Ordering::Acquire) {
+        match state.compare_exchange(ACTIVE, PARKED, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => true,
             Err(NOTIFIED) => {
                 state.store(ACTIVE, Ordering::Relaxed);
@@ -174,7 +153,7 @@ pub mod park_word {
     /// and the caller falls back to [`unpark`] (which also handles a G not parked yet).
     #[inline(always)]
     pub fn claim<A: AtomicU8Ops>(state: &A) -> bool {
-        // Acquire: pairs with the M's Release CAS PARKING -> PARKED (`commit`), as in
+        // Acquire: pairs with the M's Release CAS ACTIVE -> PARKED (`commit`), as in
         // `unpark`. No Release is needed: the claimer hands the G over through a run queue,
         // whose push publishes what the claimer wrote before it.
         state
@@ -198,9 +177,9 @@ pub mod park_word {
                 // condition and park with nobody left to queue it. An RMW is ordered with
                 // the G's CAS on the word: if ours comes first, the G's Acquire reads our
                 // Release and sees the condition; if the G's comes first, ours fails and
-                // we go round again and find ACTIVE or PARKING.
+                // we go round again and find ACTIVE.
                 NOTIFIED | SHRINK_WOKEN => cur,
-                ACTIVE | PARKING => NOTIFIED,
+                ACTIVE => NOTIFIED,
                 PARKED => ACTIVE,
                 // Sysmon is shrinking its stack: it queues the G when done (`shrink.rs`).
                 SHRINKING => SHRINK_WOKEN,
@@ -209,7 +188,7 @@ pub mod park_word {
             // AcqRel: Release makes the waker's writes (the condition it changed) visible
             // to the G, which reads the token with Acquire (or, for SHRINK_WOKEN, to the
             // shrinker's Acquire, which then queues it); Acquire on PARKED -> ACTIVE
-            // pairs with the M's Release CAS PARKING -> PARKED, so the suspended coroutine
+            // pairs with the M's Release CAS ACTIVE -> PARKED, so the suspended coroutine
             // is complete before we queue it.
             match state.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => return cur == PARKED,

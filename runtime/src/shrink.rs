@@ -34,7 +34,7 @@
 //! # The hand-over with wakers
 //!
 //! The shrinker takes a G with the state word: `PARKED -> SHRINKING` (Acquire: the M's
-//! Release `PARKING -> PARKED` published the suspended stack and the recorded bound). While
+//! Release `ACTIVE -> PARKED` published the suspended stack and the recorded bound). While
 //! SHRINKING the G is in no run queue and nobody may run it. An `unpark` that finds it
 //! SHRINKING moves it to SHRINK_WOKEN and queues nothing; the shrinker, done, tries
 //! `SHRINKING -> PARKED` (Release) and, if a waker got in first, moves `SHRINK_WOKEN ->
@@ -191,7 +191,7 @@ pub(crate) fn stack_pointer() -> usize {
 unsafe fn nominate(g: *const G) {
     // SAFETY: `g` is the running G (caller).
     let gr = unsafe { &*g };
-    // Written before the park CAS, whose Release (and then the M's `PARKING -> PARKED`)
+    // Written before the switch, on the thread of the M whose Release `ACTIVE -> PARKED`
     // publishes it to the shrinker's Acquire claim (with `park_sp`, which `suspend`
     // writes on the way into the switch).
     gr.park_epoch
@@ -317,7 +317,7 @@ impl Shrinker {
                     continue;
                 }
             }
-            // Acquire: pairs with the M's Release `PARKING -> PARKED`: the suspended stack
+            // Acquire: pairs with the M's Release `ACTIVE -> PARKED`: the suspended stack
             // and the G's recorded stack pointer and epoch are complete.
             if g.state
                 .compare_exchange(PARKED, SHRINKING, Ordering::Acquire, Ordering::Relaxed)
