@@ -256,7 +256,23 @@ fn correct_programs() {
     });
     assert_eq!(h.join().unwrap().unwrap(), 2);
     t.join().unwrap();
-    // 20. Everything idle and nothing live: the runtime just sleeps.
+    // 20. A G waits on a pipe that another process writes later, while the main thread
+    // joins it and no other thread of ours runs: only the count of G's waiting on I/O
+    // tells the check that something may still happen.
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "sleep 0.3; echo hi"])
+        .stdout(std::os::fd::OwnedFd::from(theirs))
+        .spawn()
+        .unwrap();
+    let out = gort::net::PollFd::new(ours).unwrap();
+    let h = gort::go!(move || {
+        let mut b = [0u8; 8];
+        out.read_with(|mut s| std::io::Read::read(&mut s, &mut b))
+    });
+    assert_eq!(h.join().unwrap().unwrap(), 3);
+    child.wait().unwrap();
+    // 21. Everything idle and nothing live: the runtime just sleeps.
     std::thread::sleep(IDLE);
 }
 
