@@ -44,14 +44,93 @@ use std::io;
 /// than one thread (a gort program always has several) each call brackets the system call
 /// with two atomic read-modify-writes of the thread's cancellation state. gort never uses
 /// `pthread_cancel`, and these two calls are on every round trip of every connection, so
-/// they go straight to the kernel (as Go's do); std's types would call the wrappers.
+/// they go straight to the kernel (as Go's do); std's types would call the wrappers. On
+/// x86-64 and AArch64 the call is one instruction inline, and its error comes back as the
+/// kernel's negative number: no call into libc's `syscall` and no `errno` (a thread-local,
+/// see `errno.rs`). Elsewhere, libc's `syscall`.
 mod sys {
     use std::io;
     use std::os::fd::RawFd;
 
-    fn ret(r: libc::c_long) -> io::Result<usize> {
+    /// A system call with up to six arguments: the kernel's result (`-errno` on failure).
+    ///
+    /// # Safety
+    /// The arguments must be valid for system call `nr` (as for `libc::syscall`).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn syscall6(nr: libc::c_long, a: [usize; 6]) -> isize {
+        let r: isize;
+        // SAFETY: the x86-64 Linux system call convention: number in rax, arguments in rdi,
+        // rsi, rdx, r10, r8, r9, result in rax; the instruction clobbers rcx and r11 and
+        // nothing else (flags included: they come back restored). Memory the arguments
+        // point at is the caller's to make valid; the asm may read and write memory.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                inlateout("rax") nr as isize => r,
+                in("rdi") a[0],
+                in("rsi") a[1],
+                in("rdx") a[2],
+                in("r10") a[3],
+                in("r8") a[4],
+                in("r9") a[5],
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack, preserves_flags),
+            )
+        };
+        r
+    }
+
+    /// As above, for AArch64.
+    ///
+    /// # Safety
+    /// As above.
+    #[cfg(target_arch = "aarch64")]
+    #[inline(always)]
+    unsafe fn syscall6(nr: libc::c_long, a: [usize; 6]) -> isize {
+        let r: isize;
+        // SAFETY: the AArch64 Linux convention: number in x8, arguments in x0 - x5, result
+        // in x0; nothing else is clobbered. Memory as above.
+        unsafe {
+            std::arch::asm!(
+                "svc 0",
+                in("x8") nr as usize,
+                inlateout("x0") a[0] => r,
+                in("x1") a[1],
+                in("x2") a[2],
+                in("x3") a[3],
+                in("x4") a[4],
+                in("x5") a[5],
+                options(nostack, preserves_flags),
+            )
+        };
+        r
+    }
+
+    /// Elsewhere: libc's `syscall`, its `errno` turned back into the kernel's convention.
+    ///
+    /// # Safety
+    /// As above.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[inline(never)]
+    unsafe fn syscall6(nr: libc::c_long, a: [usize; 6]) -> isize {
+        // SAFETY: per the caller.
+        let r = unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) };
         if r < 0 {
-            Err(crate::errno::last_os_error())
+            // Read in this never-inlined frame, on the thread that made the call.
+            -(io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO) as isize)
+        } else {
+            r as isize
+        }
+    }
+
+    fn ret(r: isize) -> io::Result<usize> {
+        // The kernel reports an error as -errno, in -4095..=-1.
+        if r < 0 {
+            Err(io::Error::from_raw_os_error(-r as i32))
         } else {
             Ok(r as usize)
         }
@@ -63,32 +142,30 @@ mod sys {
         // caller's socket, which outlives the call.
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
         ret(unsafe {
-            libc::syscall(
+            syscall6(
                 libc::SYS_recvfrom,
-                fd,
-                buf.as_mut_ptr(),
-                buf.len(),
-                0,
-                std::ptr::null_mut::<libc::sockaddr>(),
-                std::ptr::null_mut::<libc::socklen_t>(),
+                [fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0],
             )
         })
     }
 
-    /// `send(fd, buf, MSG_NOSIGNAL)`: a peer that has gone is `EPIPE`, never `SIGPIPE`.
+    /// `send(fd, buf, MSG_NOSIGNAL)`: a peer that has gone is an `EPIPE` error, never a
+    /// `SIGPIPE`.
     pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
         // The destination address is null (a connected stream); `fd` is owned by the
         // caller's socket, which outlives the call.
         // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call.
         ret(unsafe {
-            libc::syscall(
+            syscall6(
                 libc::SYS_sendto,
-                fd,
-                buf.as_ptr(),
-                buf.len(),
-                libc::MSG_NOSIGNAL,
-                std::ptr::null::<libc::sockaddr>(),
-                0 as libc::socklen_t,
+                [
+                    fd as usize,
+                    buf.as_ptr() as usize,
+                    buf.len(),
+                    libc::MSG_NOSIGNAL as usize,
+                    0,
+                    0,
+                ],
             )
         })
     }
