@@ -215,6 +215,69 @@ fn shrinking_races_wakeups_without_losing_stack_values() {
     );
 }
 
+/// The same race through the netpoller: G's go deep, then wait on a socket read; the main
+/// thread writes one byte per round to each while the shrinker works. The poller claims a
+/// parked G outright, or, finding it SHRINKING (or not parked yet), takes a handle and
+/// unparks it (SHRINK_WOKEN: the shrinker queues it when done). Every byte arrives once, in
+/// order, and every kept value survives.
+#[test]
+fn shrinking_races_socket_wakeups_without_losing_stack_values() {
+    if is_child("shrinking_races_socket_wakeups_without_losing_stack_values") {
+        use std::io::{Read, Write};
+        let n = 200usize;
+        let rounds = 30u64;
+        let done = Arc::new(AtomicUsize::new(0));
+        let mut ends = Vec::new();
+        let mut hs = Vec::new();
+        for i in 0..n {
+            let (mut ours, theirs) = gort::net::unix::UnixStream::pair().unwrap();
+            ends.push(theirs);
+            let done = done.clone();
+            hs.push(gort::go!(move || {
+                let mut total = 0u64;
+                for r in 0..rounds {
+                    let seed = (i as u64) << 20 | r;
+                    total = total.wrapping_add(deep(40, seed));
+                    let keep = [seed.wrapping_mul(31); 32];
+                    done.fetch_add(1, Ordering::SeqCst);
+                    let mut b = [0u8; 1];
+                    ours.read_exact(&mut b).unwrap();
+                    assert_eq!(u64::from(b[0]), r, "byte lost or duplicated");
+                    assert!(keep.iter().all(|k| *k == seed.wrapping_mul(31)));
+                }
+                total
+            }));
+        }
+        let mut shrunk_before = 0;
+        for r in 0..rounds {
+            wait_for(&done, n * (r as usize + 1));
+            // As in the channel test: every other round, wake them only once the shrinker
+            // has been at work.
+            if r % 2 == 0 {
+                let ok = eventually(|| gort::stats().stacks_shrunk > shrunk_before);
+                assert!(ok, "the shrinker never ran");
+                shrunk_before = gort::stats().stacks_shrunk;
+            }
+            for e in &mut ends {
+                e.write_all(&[r as u8]).unwrap();
+            }
+        }
+        for (i, h) in hs.into_iter().enumerate() {
+            let want = (0..rounds).fold(0u64, |a, r| {
+                a.wrapping_add(expected(40, (i as u64) << 20 | r))
+            });
+            assert_eq!(h.join().unwrap(), want);
+        }
+        println!("{}", gort::stats());
+        return;
+    }
+    run_procs(
+        "shrinking_races_socket_wakeups_without_losing_stack_values",
+        &["1", "2", "4"],
+        &[("GORT_STACK_SHRINK", "1")],
+    );
+}
+
 /// 20,000 G's go about 70 KiB deep at the same time and die; 20,000 shallow G's spawned at
 /// once after them (taking the stacks the first ones left) park on a channel. Within a
 /// bounded wait, the memory per parked G is at most 8 KiB: deep pages left on recycled stacks
