@@ -211,6 +211,109 @@ fn reader_and_writer_on_one_stream() {
     run_procs("reader_and_writer_on_one_stream", &[]);
 }
 
+/// Several G's waiting on one socket, as servers do: eight G's accept on one listener while
+/// connections arrive in bursts from plain threads (every one accepted exactly once), and
+/// four G's read one stream with small buffers while bursts of bytes arrive (every byte read
+/// exactly once). Each event must reach every G that got `EAGAIN` before it, not only the
+/// first to look (`Since::Edges`); a connection or bytes left behind a parked G would turn
+/// into a hang here, which the child's deadline reports.
+#[test]
+fn many_waiters_on_one_socket() {
+    if is_child("many_waiters_on_one_socket") {
+        let l = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = gort::chan::unbounded::<TcpStream>();
+        let acceptors: Vec<_> = (0..8)
+            .map(|_| {
+                let (l, tx) = (l.clone(), tx.clone());
+                gort::go!(move || {
+                    let mut n = 0usize;
+                    while let Ok((s, _)) = l.accept() {
+                        if tx.send(s).is_err() {
+                            break;
+                        }
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        drop(tx);
+        let bursts = 300;
+        let clients: Vec<_> = (0..2)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    (0..bursts)
+                        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut accepted = Vec::new();
+        for _ in 0..2 * bursts {
+            accepted.push(rx.recv().unwrap());
+        }
+        let clients: Vec<_> = clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        assert_eq!(accepted.len(), clients.len());
+        assert!(rx.try_recv().is_err(), "a connection accepted twice");
+
+        drop((clients, accepted));
+
+        // Four readers on one accepted stream; the peer writes bursts of numbered bytes.
+        let mut peer = std::net::TcpStream::connect(addr).unwrap();
+        let shared = Arc::new(rx.recv().unwrap());
+        let total = 200_000usize;
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let s = shared.clone();
+                gort::go!(move || {
+                    let mut counts = vec![0u32; 256];
+                    let mut buf = [0u8; 3];
+                    loop {
+                        match (&*s).read(&mut buf) {
+                            Ok(0) => return counts,
+                            Ok(n) => buf[..n].iter().for_each(|&b| counts[b as usize] += 1),
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let burst: Vec<u8> = (0..=255u8).collect();
+        let mut sent = 0;
+        while sent < total {
+            peer.write_all(&burst).unwrap();
+            sent += burst.len();
+        }
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut counts = vec![0u32; 256];
+        for r in readers {
+            for (c, n) in counts.iter_mut().zip(r.join().unwrap()) {
+                *c += n;
+            }
+        }
+        let per_value = (sent / 256) as u32;
+        assert!(
+            counts.iter().all(|&c| c == per_value),
+            "bytes lost or read twice"
+        );
+        drop(l);
+        // Wake the acceptors: a connection each after the listener's last clone goes.
+        drop(rx);
+        for _ in 0..8 {
+            let _ = std::net::TcpStream::connect(addr);
+        }
+        let n: usize = acceptors.into_iter().map(|a| a.join().unwrap()).sum();
+        assert_eq!(n, 2 * bursts + 1, "accepted, in all");
+        println!("child done");
+        return;
+    }
+    run_procs("many_waiters_on_one_socket", &[]);
+}
+
 /// A G waiting on a socket parks only itself: with one P, other G's keep running and finish
 /// while it waits (forced with a channel, not a sleep).
 #[test]

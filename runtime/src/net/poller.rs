@@ -6,21 +6,29 @@
 //! Every socket gort makes (and every fd given to `PollFd`) is non-blocking and registered
 //! once, edge-triggered, for read, write and hang-up. Edge-triggered means the kernel reports
 //! a change of readiness, not a state: so a G always tries its system call first and waits
-//! only after `EAGAIN`, and a readiness edge that arrives while nobody waits is kept as a
-//! token (`ready`) for the next waiter.
+//! only after `EAGAIN`, and must not miss an edge that arrives between its `EAGAIN` and its
+//! park.
 //!
 //! # The poll descriptor and why no wake-up is lost
 //!
 //! A descriptor has two directions (read, write), each a small spin-locked record: a
-//! `ready` token, a `closed` flag and the waiters (records on the waiting G's stacks). A G
-//! that got `EAGAIN` locks its direction: if `ready` is set it clears it and retries the
-//! call; otherwise it queues itself and parks. The poller, on an event, locks the direction:
-//! with waiters, it marks each woken and wakes it (claiming a parked G outright, see
-//! `DirState::wake_all`); with none, it sets `ready`. Both sides
-//! run under the direction's lock, so the edge either comes before the G's look (the G sees
-//! `ready` and retries) or after it (the G is queued and is woken): an edge that arrives
-//! between `EAGAIN` and the park is never lost. A woken G retries its call; if another got
-//! the data first it sees `EAGAIN` and waits again (an extra system call, never a hang).
+//! `closed` flag, the waiters (records on the waiting G's stacks), a `ready` token, and,
+//! beside the lock, the count of readiness events delivered for that direction. A G reads
+//! the count *before* a system call (`PollDesc::edges`); after `EAGAIN` it locks its
+//! direction and parks only if the count is still what it read (`Since::Edges`), else it
+//! retries the call. The poller, on an event, locks the direction, bumps the count, and
+//! marks every queued waiter woken and wakes it (claiming a parked G outright, see
+//! `DirState::wake_all`); with no waiter it also sets `ready`, the token for waits with no
+//! system call before them (`Since::Token`: `PollFd::readable`, a connect in progress),
+//! which the first such waiter consumes. Both sides run under the direction's lock, so the
+//! event either comes before the G's look under the lock (the G sees the count moved and
+//! retries) or after it (the G is queued and is woken): an edge that arrives between
+//! `EAGAIN` and the park is never lost. And since the count is compared, not consumed,
+//! *every* G that looked before an event sees it: several G's accepting on one listener,
+//! or reading one stream, each retry (with a one-shot token only the first would, and the
+//! others could park while a connection waited in the backlog). A woken G retries its
+//! call; if another got the data first it sees `EAGAIN` and waits again (an extra system
+//! call, never a hang).
 //!
 //! A waiter with a deadline parks with a timer; when it wakes past the deadline it takes
 //! itself off the queue under the lock, unless the poller marked it woken first (then it
@@ -81,6 +89,21 @@ pub(crate) enum Dir {
     Write,
 }
 
+/// What a waiter compares against to decide whether to park.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Since {
+    /// The direction's count of readiness events as the caller read it (`PollDesc::edges`)
+    /// before the system call that said `EAGAIN` (or, for a stream read that waits first,
+    /// before the short read that emptied the socket): any event since then means the
+    /// socket may have changed, and the caller retries instead of parking. Nothing is
+    /// consumed, so every caller that looked before an event sees it, however many.
+    Edges(u32),
+    /// The direction's `ready` token (an event that found no waiter), consumed by the first
+    /// waiter that finds it: for a wait with no system call before it to compare against
+    /// (`PollFd::readable`, a connect in progress).
+    Token,
+}
+
 /// A waiting G, on its own stack; reached by the poller only under the direction's lock.
 /// The records of one direction form a doubly linked list (no allocation per wait, and a
 /// descriptor costs no heap memory beyond itself: it counts at 10,000 connections).
@@ -96,7 +119,7 @@ struct IoWaiter {
 }
 
 struct DirState {
-    /// A readiness edge arrived while nobody waited.
+    /// A readiness edge arrived while nobody waited (for `Since::Token` waits).
     ready: bool,
     /// The descriptor was closed: waiters get an error.
     closed: bool,
@@ -191,7 +214,9 @@ impl DirState {
     }
 }
 
-/// A registered file descriptor's readiness state.
+/// A registered file descriptor's readiness state. Each direction's lock carries, in its
+/// side word, the count of readiness events the poller has delivered for that direction
+/// (wrapping; bumped under the lock, read outside it: see `Since::Edges`).
 pub(crate) struct PollDesc {
     /// Bumped when the descriptor is released; the low 16 bits tag epoll events.
     seq: AtomicU64,
@@ -205,6 +230,17 @@ impl PollDesc {
             Dir::Read => &self.rd,
             Dir::Write => &self.wr,
         }
+    }
+
+    /// The count of readiness events delivered for direction `d` so far, for a caller about
+    /// to try a system call (`Since::Edges`).
+    pub(crate) fn edges(&self, d: Dir) -> u32 {
+        // Acquire: pairs with the poller's Release bump. If this reads an event's bump, the
+        // change that event reports (data queued, space freed) happened before the bump
+        // (the kernel queued it before waking the poller), so the caller's system call,
+        // which comes after this load, sees it; and a bump this load misses makes the
+        // caller's comparison under the lock fail, so it retries.
+        self.dir(d).side().load(Ordering::Acquire)
     }
 
     /// The epoll data naming this descriptor now: its address and sequence number.
@@ -223,23 +259,35 @@ impl PollDesc {
     }
 
     /// Parks the calling G until `d` may be ready (`Ok`), the deadline passes
-    /// (`TimedOut`) or the descriptor is closed (an error). Called after `EAGAIN`; the
-    /// caller retries its call after `Ok`.
+    /// (`TimedOut`) or the descriptor is closed (an error); returns `Ok` at once if an event
+    /// came `since` the caller's look. Called after `EAGAIN`; the caller retries its call
+    /// after `Ok`.
     ///
     /// # Panics
     /// If the caller is not a green thread (plain threads use `poll(2)`).
-    pub(crate) fn wait(&self, d: Dir, deadline: Option<Instant>) -> io::Result<()> {
-        self.wait_inner(d, deadline, false)
+    pub(crate) fn wait(&self, d: Dir, deadline: Option<Instant>, since: Since) -> io::Result<()> {
+        self.wait_inner(d, deadline, false, since)
     }
 
     /// `wait`, but returns at once if the peer has hung up (or the socket has an error):
     /// for a read that skips its system call after a short read, where the hang-up may have
     /// come with the data that read took, and raises no new edge.
-    pub(crate) fn wait_unless_hup(&self, d: Dir, deadline: Option<Instant>) -> io::Result<()> {
-        self.wait_inner(d, deadline, true)
+    pub(crate) fn wait_unless_hup(
+        &self,
+        d: Dir,
+        deadline: Option<Instant>,
+        since: Since,
+    ) -> io::Result<()> {
+        self.wait_inner(d, deadline, true, since)
     }
 
-    fn wait_inner(&self, d: Dir, deadline: Option<Instant>, hup: bool) -> io::Result<()> {
+    fn wait_inner(
+        &self,
+        d: Dir,
+        deadline: Option<Instant>,
+        hup: bool,
+        since: Since,
+    ) -> io::Result<()> {
         let g = current_g();
         assert!(!g.is_null(), "PollDesc::wait outside a green thread");
         let mut w = IoWaiter {
@@ -257,9 +305,16 @@ impl PollDesc {
             if st.closed {
                 return Err(closed_error());
             }
-            if st.ready {
-                st.ready = false;
-                return Ok(());
+            match since {
+                // Relaxed: the lock orders this load with the poller's bump.
+                Since::Edges(seen) if dir.side().load(Ordering::Relaxed) != seen => {
+                    return Ok(());
+                }
+                Since::Token if st.ready => {
+                    st.ready = false;
+                    return Ok(());
+                }
+                _ => {}
             }
             if hup && st.hup {
                 return Ok(());
@@ -752,8 +807,16 @@ fn ready(
     queue: &mut Vec<GRef>,
     rest: &mut Vec<Unparker>,
 ) -> usize {
-    let mut st = d.dir(dir).lock();
+    let lock = d.dir(dir);
+    let mut st = lock.lock();
     st.hup |= hup;
+    // Release: pairs with the Acquire in `PollDesc::edges` (see there). Under the lock, so
+    // a waiter's comparison under it is ordered with this bump.
+    let edges = lock.side();
+    edges.store(
+        edges.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Release,
+    );
     if st.head.is_null() {
         st.ready = true;
         0
@@ -766,5 +829,69 @@ fn ready(
 pub(crate) fn wake_sleeper() {
     if let Some(p) = poller_if_init() {
         p.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    /// A readiness event that arrives while nobody waits is seen by *every* G that read the
+    /// event count before it, however many: two G's that both got `EAGAIN` before the event
+    /// and reach the lock after it both retry. (With a one-shot token, the second would
+    /// park while the data the event announced is still there; several G's accepting on one
+    /// listener could leave a connection in the backlog that way until the next one came.)
+    /// The deadline only turns such a hang into a failure.
+    #[test]
+    fn every_waiter_that_looked_before_an_event_sees_it() {
+        // The runtime running, so that an idle M polls.
+        crate::spawn(|| ()).join().unwrap();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let fd = a.as_raw_fd();
+        let d = poller().register(fd).unwrap();
+        for round in 0..20 {
+            let seen = d.edges(Dir::Read);
+            b.write_all(&[round]).unwrap();
+            while d.edges(Dir::Read) == seen {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let waiters: Vec<_> = (0..3)
+                .map(|_| {
+                    crate::spawn(move || {
+                        let deadline = Instant::now() + Duration::from_secs(20);
+                        d.wait(Dir::Read, Some(deadline), Since::Edges(seen))
+                    })
+                })
+                .collect();
+            for w in waiters {
+                w.join().unwrap().unwrap();
+            }
+            // Drain, so that the next round's byte raises a new edge.
+            let mut buf = [0u8; 8];
+            assert_eq!(std::io::Read::read(&mut &a, &mut buf).unwrap(), 1);
+        }
+        // The token (a wait with no look to compare) still goes to one waiter only: the
+        // next one parks until a new event.
+        let seen = d.edges(Dir::Read);
+        b.write_all(&[1]).unwrap();
+        while d.edges(Dir::Read) == seen {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        crate::spawn(move || d.wait(Dir::Read, None, Since::Token))
+            .join()
+            .unwrap()
+            .unwrap();
+        let second = crate::spawn(move || {
+            let deadline = Instant::now() + Duration::from_millis(50);
+            d.wait(Dir::Read, Some(deadline), Since::Token)
+        });
+        assert_eq!(
+            second.join().unwrap().unwrap_err().kind(),
+            io::ErrorKind::TimedOut
+        );
+        poller().deregister(d, fd);
     }
 }

@@ -6,10 +6,10 @@
 use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::poller::{poller, timed_out, Dir, PollDesc};
+use super::poller::{poller, timed_out, Dir, PollDesc, Since};
 use crate::sched::current_g;
 
 /// A registered, non-blocking fd, owned through the std type `T` that closes it.
@@ -22,9 +22,15 @@ pub(crate) struct Source<T: AsRawFd> {
     write_timeout: AtomicU64,
     /// A stream read returned less than asked: the socket's receive queue was empty right
     /// after it, so the next read waits for readiness before its system call instead of
-    /// making one that would only say `EAGAIN` (tokio does the same). A hint (Relaxed).
-    drained: AtomicBool,
+    /// making one that would only say `EAGAIN` (tokio does the same). `DRAINED` plus the
+    /// read direction's event count as read before that short read's system call (the
+    /// wait compares against it, `Since::Edges`), or 0. A hint: plain loads and stores
+    /// (Relaxed); two readers that both take it both wait correctly.
+    drained: AtomicU64,
 }
+
+/// The flag bit of `Source::drained` (the low 32 bits hold the event count).
+const DRAINED: u64 = 1 << 32;
 
 impl<T: AsRawFd> Source<T> {
     /// Takes `inner`, already non-blocking, and registers its fd.
@@ -35,7 +41,7 @@ impl<T: AsRawFd> Source<T> {
             desc,
             read_timeout: AtomicU64::new(0),
             write_timeout: AtomicU64::new(0),
-            drained: AtomicBool::new(false),
+            drained: AtomicU64::new(0),
         }
     }
 
@@ -68,25 +74,47 @@ impl<T: AsRawFd> Source<T> {
 
     /// Runs `f` until it does not return `WouldBlock`, waiting for `dir` in between.
     pub(crate) fn io<R>(&self, dir: Dir, f: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
-        self.io_until(dir, self.deadline(dir), f)
+        self.io_until(dir, self.deadline(dir), false, f)
+            .map(|(r, _)| r)
     }
 
-    /// `io` with the call's deadline already computed.
+    /// `io` with the call's deadline already computed. Also returns the direction's event
+    /// count as read before the call that succeeded, when `look_first` asks for it (a
+    /// stream read keeps it for its next read: `read_stream`); 0 otherwise.
+    ///
+    /// A wait after `EAGAIN` parks only if no readiness event has come since a look at the
+    /// event count taken before a call that said `EAGAIN` (`Since::Edges`). So a G that got
+    /// `EAGAIN` just before an event, and reaches the lock just after it, retries, even if
+    /// the event found no waiter or woke another G: several G's accepting on one listener,
+    /// or reading one stream, never leave a connection or bytes behind a parked G. Without
+    /// `look_first` the look is taken only after a first `EAGAIN`, followed by one more try
+    /// (so a call that succeeds, the usual case, costs no look).
     fn io_until<R>(
         &self,
         dir: Dir,
         deadline: Option<Instant>,
+        look_first: bool,
         mut f: impl FnMut(&T) -> io::Result<R>,
-    ) -> io::Result<R> {
+    ) -> io::Result<(R, u32)> {
+        let look = || self.desc.map(|d| d.edges(dir));
         loop {
+            let mut seen = if look_first { look() } else { None };
             // In a frame of its own: `f` reads `errno`, and this loop parks in between
             // (`errno.rs`).
             match crate::errno::attempt(&mut f, &*self.inner) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r,
+                r => return r.map(|r| (r, seen.unwrap_or(0))),
             }
-            self.wait(dir, deadline)?;
+            if seen.is_none() && self.desc.is_some() {
+                seen = look();
+                match crate::errno::attempt(&mut f, &*self.inner) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => return r.map(|r| (r, 0)),
+                }
+            }
+            self.wait_since(dir, deadline, seen.map_or(Since::Token, Since::Edges))?;
         }
     }
 
@@ -95,7 +123,8 @@ impl<T: AsRawFd> Source<T> {
     ///
     /// Why this is safe with edge-triggered epoll: a short read (0 < n < len) took everything
     /// queued at that moment; any byte that arrives later raises a new readable edge, which
-    /// either leaves the direction's `ready` token or wakes the waiter. So waiting first
+    /// bumps the direction's event count past the one read before that short read (the
+    /// wait compares against it, `Since::Edges`) or wakes the waiter. So waiting first
     /// never misses data; at worst (an edge raised during the short read itself) the wait
     /// returns at once and the read finds `EAGAIN`, as it would have without the hint. The
     /// one thing that raises no later edge is a hang-up that came with the data (end of
@@ -109,23 +138,33 @@ impl<T: AsRawFd> Source<T> {
         f: impl FnMut(&T) -> io::Result<usize>,
     ) -> io::Result<usize> {
         let deadline = self.deadline(Dir::Read);
-        if self.drained.swap(false, Ordering::Relaxed) && len > 0 {
-            if let Some(d) = self.desc.filter(|_| !current_g().is_null()) {
-                d.wait_unless_hup(Dir::Read, deadline)?;
+        let hint = self.drained.load(Ordering::Relaxed);
+        if hint != 0 {
+            self.drained.store(0, Ordering::Relaxed);
+            if let Some(d) = self.desc.filter(|_| len > 0 && !current_g().is_null()) {
+                d.wait_unless_hup(Dir::Read, deadline, Since::Edges(hint as u32))?;
             }
         }
-        let n = self.io_until(Dir::Read, deadline, f)?;
+        let (n, seen) = self.io_until(Dir::Read, deadline, true, f)?;
         if n > 0 && n < len {
-            self.drained.store(true, Ordering::Relaxed);
+            self.drained
+                .store(DRAINED | u64::from(seen), Ordering::Relaxed);
         }
         Ok(n)
     }
 
-    /// Waits until `dir` may be ready (or the deadline passes: `TimedOut`).
+    /// Waits until `dir` may be ready (or the deadline passes: `TimedOut`), with no system
+    /// call to compare against: a readiness event that came while nobody waited counts,
+    /// once (`Since::Token`).
     pub(crate) fn wait(&self, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
+        self.wait_since(dir, deadline, Since::Token)
+    }
+
+    /// `wait`, comparing as `since` says (see `Since`).
+    fn wait_since(&self, dir: Dir, deadline: Option<Instant>, since: Since) -> io::Result<()> {
         let fd = self.inner.as_raw_fd();
         match self.desc {
-            Some(d) if !current_g().is_null() => d.wait(dir, deadline),
+            Some(d) if !current_g().is_null() => d.wait(dir, deadline, since),
             Some(_) => poll_fd(fd, dir, deadline),
             // Not registered: wait in `poll(2)`, handing the P off if it takes long.
             None => crate::blocking(|| poll_fd(fd, dir, deadline)),
