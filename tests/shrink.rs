@@ -156,56 +156,75 @@ fn shallow_parked_gs_cost_the_shrinker_nothing() {
     );
 }
 
-/// The race: G's park after going deep and are woken while the shrinker (1 ms epochs) works
-/// on their stacks; after every wake a G checks the values it kept across the park, then
-/// goes deep again and checks every frame on the way back. Rounds are counted exactly.
-#[test]
-fn shrinking_races_wakeups_without_losing_stack_values() {
-    if is_child("shrinking_races_wakeups_without_losing_stack_values") {
-        let n = 300usize;
-        let rounds = 40u64;
-        let done = Arc::new(AtomicUsize::new(0));
-        let mut txs = Vec::new();
-        let mut hs = Vec::new();
-        for i in 0..n {
-            let (tx, rx) = gort::chan::bounded::<u64>(1);
-            txs.push(tx);
+/// The shrink race, for any way of waiting: one G per `waits` entry goes deep, keeps values
+/// on its stack, counts itself parked and waits (`wait` returns the round it was woken for),
+/// `rounds` times; each round `wake(r)` wakes them all, every other round only once the
+/// shrinker has been at work. Each G checks its kept values and the round after every wake
+/// (a message lost or duplicated shows as a wrong round), and its checksum of every frame.
+fn shrink_race<W: FnMut() -> u64 + Send + 'static>(
+    rounds: u64,
+    waits: Vec<W>,
+    mut wake: impl FnMut(u64),
+) {
+    let n = waits.len();
+    let done = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = waits
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut wait)| {
             let done = done.clone();
-            hs.push(gort::go!(move || {
+            gort::go!(move || {
                 let mut total = 0u64;
                 for r in 0..rounds {
                     let seed = (i as u64) << 20 | r;
                     total = total.wrapping_add(deep(40, seed));
                     let keep = [seed.wrapping_mul(31); 32];
                     done.fetch_add(1, Ordering::SeqCst);
-                    let v = rx.recv().unwrap();
-                    assert_eq!(v, r, "message lost or duplicated");
+                    assert_eq!(wait(), r, "wake-up lost or duplicated");
                     assert!(keep.iter().all(|k| *k == seed.wrapping_mul(31)));
                 }
                 total
-            }));
+            })
+        })
+        .collect();
+    let mut shrunk_before = 0;
+    for r in 0..rounds {
+        wait_for(&done, n * (r as usize + 1));
+        // Let some of them age past the shrinker's two epochs, then wake them all while it
+        // works: alternate between waiting for shrinks and waking at once.
+        if r % 2 == 0 {
+            let ok = eventually(|| gort::stats().stacks_shrunk > shrunk_before);
+            assert!(ok, "the shrinker never ran");
+            shrunk_before = gort::stats().stacks_shrunk;
         }
-        let mut shrunk_before = 0;
-        for r in 0..rounds {
-            wait_for(&done, n * (r as usize + 1));
-            // Let some of them age past the shrinker's two epochs, then wake them all while
-            // it works: alternate between waiting for shrinks and waking at once.
-            if r % 2 == 0 {
-                let ok = eventually(|| gort::stats().stacks_shrunk > shrunk_before);
-                assert!(ok, "the shrinker never ran");
-                shrunk_before = gort::stats().stacks_shrunk;
-            }
+        wake(r);
+    }
+    for (i, h) in hs.into_iter().enumerate() {
+        let want = (0..rounds).fold(0u64, |a, r| {
+            a.wrapping_add(expected(40, (i as u64) << 20 | r))
+        });
+        assert_eq!(h.join().unwrap(), want);
+    }
+    println!("{}", gort::stats());
+}
+
+/// The race: G's park after going deep and are woken while the shrinker (1 ms epochs) works
+/// on their stacks; after every wake a G checks the values it kept across the park, then
+/// goes deep again and checks every frame on the way back. Rounds are counted exactly.
+#[test]
+fn shrinking_races_wakeups_without_losing_stack_values() {
+    if is_child("shrinking_races_wakeups_without_losing_stack_values") {
+        let (txs, waits): (Vec<_>, Vec<_>) = (0..300)
+            .map(|_| {
+                let (tx, rx) = gort::chan::bounded::<u64>(1);
+                (tx, move || rx.recv().unwrap())
+            })
+            .unzip();
+        shrink_race(40, waits, |r| {
             for tx in &txs {
                 tx.send(r).unwrap();
             }
-        }
-        for (i, h) in hs.into_iter().enumerate() {
-            let want = (0..rounds).fold(0u64, |a, r| {
-                a.wrapping_add(expected(40, (i as u64) << 20 | r))
-            });
-            assert_eq!(h.join().unwrap(), want);
-        }
-        println!("{}", gort::stats());
+        });
         return;
     }
     run_procs(
@@ -224,51 +243,22 @@ fn shrinking_races_wakeups_without_losing_stack_values() {
 fn shrinking_races_socket_wakeups_without_losing_stack_values() {
     if is_child("shrinking_races_socket_wakeups_without_losing_stack_values") {
         use std::io::{Read, Write};
-        let n = 200usize;
-        let rounds = 30u64;
-        let done = Arc::new(AtomicUsize::new(0));
-        let mut ends = Vec::new();
-        let mut hs = Vec::new();
-        for i in 0..n {
-            let (mut ours, theirs) = gort::net::unix::UnixStream::pair().unwrap();
-            ends.push(theirs);
-            let done = done.clone();
-            hs.push(gort::go!(move || {
-                let mut total = 0u64;
-                for r in 0..rounds {
-                    let seed = (i as u64) << 20 | r;
-                    total = total.wrapping_add(deep(40, seed));
-                    let keep = [seed.wrapping_mul(31); 32];
-                    done.fetch_add(1, Ordering::SeqCst);
+        let (mut ends, waits): (Vec<_>, Vec<_>) = (0..200)
+            .map(|_| {
+                let (mut ours, theirs) = gort::net::unix::UnixStream::pair().unwrap();
+                let wait = move || {
                     let mut b = [0u8; 1];
                     ours.read_exact(&mut b).unwrap();
-                    assert_eq!(u64::from(b[0]), r, "byte lost or duplicated");
-                    assert!(keep.iter().all(|k| *k == seed.wrapping_mul(31)));
-                }
-                total
-            }));
-        }
-        let mut shrunk_before = 0;
-        for r in 0..rounds {
-            wait_for(&done, n * (r as usize + 1));
-            // As in the channel test: every other round, wake them only once the shrinker
-            // has been at work.
-            if r % 2 == 0 {
-                let ok = eventually(|| gort::stats().stacks_shrunk > shrunk_before);
-                assert!(ok, "the shrinker never ran");
-                shrunk_before = gort::stats().stacks_shrunk;
-            }
+                    u64::from(b[0])
+                };
+                (theirs, wait)
+            })
+            .unzip();
+        shrink_race(30, waits, |r| {
             for e in &mut ends {
                 e.write_all(&[r as u8]).unwrap();
             }
-        }
-        for (i, h) in hs.into_iter().enumerate() {
-            let want = (0..rounds).fold(0u64, |a, r| {
-                a.wrapping_add(expected(40, (i as u64) << 20 | r))
-            });
-            assert_eq!(h.join().unwrap(), want);
-        }
-        println!("{}", gort::stats());
+        });
         return;
     }
     run_procs(

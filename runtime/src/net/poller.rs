@@ -227,7 +227,10 @@ pub(crate) struct PollDesc {
 // 56 bytes (the event counts live in the padding of the direction locks): a server holds
 // one per connection, allocated 64 at a time. Keep it from growing by accident.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<PollDesc>() <= 56, "the poll descriptor grew");
+const _: () = assert!(
+    std::mem::size_of::<PollDesc>() <= 56,
+    "the poll descriptor grew"
+);
 
 impl PollDesc {
     fn dir(&self, d: Dir) -> &SpinMutex<DirState> {
