@@ -74,7 +74,10 @@ impl<T: AsRawFd> Source<T> {
 
     /// Runs `f` until it does not return `WouldBlock`, waiting for `dir` in between.
     pub(crate) fn io<R>(&self, dir: Dir, f: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
-        self.io_until(dir, self.deadline(dir), false, f)
+        // Reads (accept and datagrams included) look first: a reader that waits often would
+        // otherwise pay a second system call per wait. Writes rarely wait, and the look would
+        // touch the write direction's line on every one.
+        self.io_until(dir, self.deadline(dir), dir == Dir::Read, f)
             .map(|(r, _)| r)
     }
 
