@@ -60,10 +60,10 @@ mod sys {
     #[inline(always)]
     unsafe fn syscall6(nr: libc::c_long, a: [usize; 6]) -> isize {
         let r: isize;
-        // SAFETY: the x86-64 Linux system call convention: number in rax, arguments in rdi,
-        // rsi, rdx, r10, r8, r9, result in rax; the instruction clobbers rcx and r11 and
-        // nothing else (flags included: they come back restored). Memory the arguments
-        // point at is the caller's to make valid; the asm may read and write memory.
+        // The x86-64 Linux convention: number in rax, arguments in rdi, rsi, rdx, r10, r8,
+        // r9, result in rax; the instruction clobbers rcx and r11 and nothing else (flags
+        // come back restored). The asm may read and write memory.
+        // SAFETY: registers as the kernel expects; the caller vouches for the arguments.
         unsafe {
             std::arch::asm!(
                 "syscall",
@@ -90,8 +90,9 @@ mod sys {
     #[inline(always)]
     unsafe fn syscall6(nr: libc::c_long, a: [usize; 6]) -> isize {
         let r: isize;
-        // SAFETY: the AArch64 Linux convention: number in x8, arguments in x0 - x5, result
-        // in x0; nothing else is clobbered. Memory as above.
+        // The AArch64 Linux convention: number in x8, arguments in x0 - x5, result in x0;
+        // nothing else is clobbered. The asm may read and write memory.
+        // SAFETY: registers as the kernel expects; the caller vouches for the arguments.
         unsafe {
             std::arch::asm!(
                 "svc 0",

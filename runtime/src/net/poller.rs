@@ -575,7 +575,6 @@ impl Poller {
         out.reserve(n as usize);
         // Waiters that were not parked yet (rare: allocates only when used).
         let mut rest = Vec::new();
-        let queued = out.len();
         let mut taken = 0;
         for e in &evs[..n as usize] {
             let data = e.u64;
@@ -607,8 +606,8 @@ impl Poller {
             // One update for the batch (each waiter raised the count when it queued).
             self.waiting.fetch_sub(taken, Ordering::Relaxed);
         }
-        self.busy
-            .store(out.len() > queued || !rest.is_empty(), Ordering::Relaxed);
+        // Every waiter taken off a queue went to `out` or `rest`.
+        self.busy.store(taken > 0, Ordering::Relaxed);
         for u in rest {
             u.unpark_into(out);
         }

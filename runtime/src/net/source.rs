@@ -99,9 +99,13 @@ impl<T: AsRawFd> Source<T> {
         look_first: bool,
         mut f: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<(R, u32)> {
-        let look = || self.desc.map(|d| d.edges(dir));
+        let mut look = look_first;
         loop {
-            let mut seen = if look_first { look() } else { None };
+            let seen = if look {
+                self.desc.map(|d| d.edges(dir))
+            } else {
+                None
+            };
             // In a frame of its own: `f` reads `errno`, and this loop parks in between
             // (`errno.rs`).
             match crate::errno::attempt(&mut f, &*self.inner) {
@@ -110,14 +114,12 @@ impl<T: AsRawFd> Source<T> {
                 r => return r.map(|r| (r, seen.unwrap_or(0))),
             }
             if seen.is_none() && self.desc.is_some() {
-                seen = look();
-                match crate::errno::attempt(&mut f, &*self.inner) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    r => return r.map(|r| (r, 0)),
-                }
+                // `EAGAIN` with no look before it: look, and try once more.
+                look = true;
+                continue;
             }
             self.wait_since(dir, deadline, seen.map_or(Since::Token, Since::Edges))?;
+            look = look_first;
         }
     }
 
