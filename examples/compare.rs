@@ -818,8 +818,8 @@ const NET_SECS: f64 = 3.0;
 /// per connection; or "std", a thread per connection) pinned to CPU 0, and the shared load
 /// generator (one thread on an epoll loop: cheap enough that the server is what saturates)
 /// pinned to CPU 1, driving `conns` connections.
-/// Returns (round trips per second, failed connections, server peak RSS in KiB).
-fn echo_run(kind: &str, conns: usize) -> (f64, usize, f64) {
+/// Returns what the load generator measured and the server's peak RSS in KiB.
+fn echo_run(kind: &str, conns: usize) -> (echo::Load, f64) {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     let exe = std::env::current_exe().unwrap();
@@ -861,11 +861,13 @@ fn echo_run(kind: &str, conns: usize) -> (f64, usize, f64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(f64::NAN)
     };
-    (
-        field("round_trips_per_sec="),
-        field("failed_connections=") as usize,
-        hwm,
-    )
+    let load = echo::Load {
+        rate: field("round_trips_per_sec="),
+        failed: field("failed_connections=") as usize,
+        p99_us: field("p99_rt_us="),
+        max_us: field("max_rt_us="),
+    };
+    (load, hwm)
 }
 
 /// The child-process modes of the `net` group.
@@ -885,12 +887,12 @@ fn net_child(args: &[String]) -> bool {
         Some("net-client") => {
             echo::pin_to_cpu(1);
             echo::raise_nofile_std();
-            let (rate, failed) = echo::client_epoll(
+            let load = echo::client_epoll(
                 args[1].parse().unwrap(),
                 args[2].parse().unwrap(),
                 args[3].parse().unwrap(),
             );
-            println!("round_trips_per_sec={rate:.0} failed_connections={failed}");
+            println!("{}", load.line());
             true
         }
         _ => false,
@@ -1126,14 +1128,20 @@ fn main() {
         let mut gort_hwm = 0.0;
         let mut std_hwm = 0.0;
         for conns in [100, 1_000, 10_000] {
-            let (g, gf, gh) = echo_run("gort", conns);
-            let (s, sf, sh) = echo_run("std", conns);
+            let (g, gh) = echo_run("gort", conns);
+            let (s, sh) = echo_run("std", conns);
             println!(
-                "| {:<38} | {:>10.0} rt/s | {:>10.0} rt/s | {:>8.1}x | server on CPU 0 (gort: 1 P), same epoll load generator on CPU 1; 64-byte messages; failed connections: gort {gf}, std {sf}",
+                "| {:<38} | {:>10.0} rt/s | {:>10.0} rt/s | {:>8.1}x | server on CPU 0 (gort: 1 P), same epoll load generator on CPU 1; 64-byte messages; failed connections: gort {}, std {}; round trip p99 / longest: gort {:.2} / {:.1} ms, std {:.2} / {:.1} ms",
                 format!("echo, {conns} connections"),
-                g,
-                s,
-                g / s
+                g.rate,
+                s.rate,
+                g.rate / s.rate,
+                g.failed,
+                s.failed,
+                g.p99_us / 1e3,
+                g.max_us / 1e3,
+                s.p99_us / 1e3,
+                s.max_us / 1e3,
             );
             gort_hwm = gh;
             std_hwm = sh;

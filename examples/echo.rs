@@ -13,7 +13,8 @@
 //!
 //! The client opens N connections (at most 256 connects in flight), then each connection's
 //! green thread writes a 64-byte message and reads the echo, over and over, for S seconds,
-//! and prints `round_trips_per_sec=<n> failed_connections=<n>`.
+//! and prints `round_trips_per_sec=<n> failed_connections=<n>`; `client-epoll` adds the 99th
+//! percentile and the longest of the round-trip times it saw (`p99_rt_us=<n> max_rt_us=<n>`).
 
 use std::io;
 
@@ -42,8 +43,7 @@ fn main() -> io::Result<()> {
             let n: usize = args[2].parse().expect("client-epoll ADDR N SECS");
             let secs: f64 = args[3].parse().expect("client-epoll ADDR N SECS");
             echo::raise_nofile_std();
-            let (rate, failed) = echo::client_epoll(addr, n, secs);
-            println!("round_trips_per_sec={rate:.0} failed_connections={failed}");
+            println!("{}", echo::client_epoll(addr, n, secs).line());
             Ok(())
         }
         Some("client") => {

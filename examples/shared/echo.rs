@@ -165,10 +165,93 @@ pub fn pin_to_cpu(cpu: usize) {
     }
 }
 
+/// What `client_epoll` measured.
+pub struct Load {
+    /// Round trips per second, all connections together.
+    pub rate: f64,
+    /// Connections that could not connect or broke.
+    pub failed: usize,
+    /// Round-trip times as the load generator saw them (from the loop turn that sent a
+    /// request to the loop turn that found its whole echo): the 99th percentile and the
+    /// longest, in microseconds. A server that serves some connections and leaves others
+    /// waiting can post more round trips per second; these show what that costs.
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+impl Load {
+    /// The line `echo` and `compare` print, and `compare` parses back.
+    pub fn line(&self) -> String {
+        format!(
+            "round_trips_per_sec={:.0} failed_connections={} p99_rt_us={:.0} max_rt_us={:.0}",
+            self.rate, self.failed, self.p99_us, self.max_us
+        )
+    }
+}
+
+/// Round-trip times in buckets of an eighth of an octave of microseconds (under 10% wide),
+/// from 1 µs to 2^32 µs.
+struct Histogram {
+    counts: Vec<u64>,
+    max_us: u64,
+}
+
+impl Histogram {
+    const PER_OCTAVE: u32 = 8;
+
+    fn new() -> Self {
+        Histogram {
+            counts: vec![0; (32 * Self::PER_OCTAVE) as usize + 1],
+            max_us: 0,
+        }
+    }
+
+    fn bucket(us: u64) -> usize {
+        if us < 2 {
+            return 0;
+        }
+        let octave = 63 - us.leading_zeros(); // floor(log2(us)), >= 1
+                                              // The next three bits below the leading one pick the eighth of the octave.
+        let frac = ((us << 3) >> octave) & 7;
+        ((octave * Self::PER_OCTAVE) as usize + frac as usize).min(32 * Self::PER_OCTAVE as usize)
+    }
+
+    /// The upper edge of bucket `b`, in microseconds.
+    fn upper(b: usize) -> f64 {
+        let octave = b as u32 / Self::PER_OCTAVE;
+        let frac = b as u32 % Self::PER_OCTAVE;
+        (1u64 << octave) as f64 * (1.0 + (frac + 1) as f64 / Self::PER_OCTAVE as f64)
+    }
+
+    fn record(&mut self, us: u64) {
+        self.counts[Self::bucket(us)] += 1;
+        self.max_us = self.max_us.max(us);
+    }
+
+    /// The smallest bucket edge that at least `q` of the samples are at or below (capped
+    /// at the longest sample).
+    fn quantile(&self, q: f64) -> f64 {
+        let total: u64 = self.counts.iter().sum();
+        if total == 0 {
+            return f64::NAN;
+        }
+        let want = (q * total as f64).ceil() as u64;
+        let mut seen = 0;
+        for (b, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return Self::upper(b).min(self.max_us as f64);
+            }
+        }
+        self.max_us as f64
+    }
+}
+
 /// A cheaper load generator than `client`, so that the server, not the generator, is what
 /// saturates: one OS thread, `n` non-blocking connections on a level-triggered epoll, each
-/// with one 64-byte message in flight. Returns (round trips per second, failed connections).
-pub fn client_epoll(addr: std::net::SocketAddr, n: usize, secs: f64) -> (f64, usize) {
+/// with one 64-byte message in flight. The clock is read once per loop turn (an
+/// `epoll_wait` and the events it returned), not per round trip.
+pub fn client_epoll(addr: std::net::SocketAddr, n: usize, secs: f64) -> Load {
     use std::os::fd::AsRawFd;
     // SAFETY: plain system calls; results checked.
     let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -208,11 +291,19 @@ pub fn client_epoll(addr: std::net::SocketAddr, n: usize, secs: f64) -> (f64, us
     let mut evs: Vec<libc::epoll_event> = vec![unsafe { std::mem::zeroed() }; 1024];
     let mut buf = [0u8; MSG];
     let mut total = 0u64;
+    let mut hist = Histogram::new();
     let t0 = Instant::now();
+    // When each connection's request in flight was sent (by the loop turn's clock).
+    let mut sent = vec![t0; conns.len()];
     let end = t0 + Duration::from_secs_f64(secs);
-    while Instant::now() < end {
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
         // SAFETY: `evs` has room for its length in events.
         let k = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), evs.len() as i32, 10) };
+        let now = if k > 0 { Instant::now() } else { now };
         for e in evs.iter().take(k.max(0) as usize) {
             let i = e.u64 as usize;
             let (c, got) = &mut conns[i];
@@ -227,6 +318,8 @@ pub fn client_epoll(addr: std::net::SocketAddr, n: usize, secs: f64) -> (f64, us
                     if *got == MSG {
                         *got = 0;
                         total += 1;
+                        hist.record(now.saturating_duration_since(sent[i]).as_micros() as u64);
+                        sent[i] = now;
                         if s.write_all(&msg).is_err() {
                             *c = None;
                             failed += 1;
@@ -244,5 +337,10 @@ pub fn client_epoll(addr: std::net::SocketAddr, n: usize, secs: f64) -> (f64, us
     let rate = total as f64 / t0.elapsed().as_secs_f64();
     // SAFETY: our epoll fd, closed once.
     unsafe { libc::close(ep) };
-    (rate, failed)
+    Load {
+        rate,
+        failed,
+        p99_us: hist.quantile(0.99),
+        max_us: hist.max_us as f64,
+    }
 }
