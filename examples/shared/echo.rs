@@ -177,6 +177,7 @@ pub struct Load {
     /// longest, in microseconds. A server that serves some connections and leaves others
     /// waiting can post more round trips per second; these show what that costs.
     pub p99_us: f64,
+    /// The longest of those round trips, in microseconds.
     pub max_us: f64,
 }
 
@@ -211,8 +212,9 @@ impl Histogram {
         if us < 2 {
             return 0;
         }
-        let octave = 63 - us.leading_zeros(); // floor(log2(us)), >= 1
-                                              // The next three bits below the leading one pick the eighth of the octave.
+        // floor(log2(us)), at least 1; the three bits below the leading one pick the
+        // eighth of the octave.
+        let octave = 63 - us.leading_zeros();
         let frac = ((us << 3) >> octave) & 7;
         ((octave * Self::PER_OCTAVE) as usize + frac as usize).min(32 * Self::PER_OCTAVE as usize)
     }
@@ -300,14 +302,12 @@ pub fn client_epoll(addr: std::net::SocketAddr, n: usize, secs: f64) -> Load {
     // a round trip costs, so it is left out of the times (it is counted in the rate).
     let mut sent: Vec<Option<Instant>> = vec![None; conns.len()];
     let end = t0 + Duration::from_secs_f64(secs);
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
+    let mut now = t0;
+    while now < end {
         // SAFETY: `evs` has room for its length in events.
         let k = unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), evs.len() as i32, 10) };
-        let now = if k > 0 { Instant::now() } else { now };
+        // One clock read per turn: the time the events were found, and the loop's own check.
+        now = Instant::now();
         for e in evs.iter().take(k.max(0) as usize) {
             let i = e.u64 as usize;
             let (c, got) = &mut conns[i];
