@@ -192,7 +192,7 @@ impl Load {
 }
 
 /// Round-trip times in buckets of an eighth of an octave of microseconds (under 10% wide),
-/// from 1 µs to 2^32 µs.
+/// from 1 µs to 2^32 µs (longer times, over an hour, land in the last bucket).
 struct Histogram {
     counts: Vec<u64>,
     max_us: u64,
@@ -348,5 +348,61 @@ pub fn client_epoll(addr: std::net::SocketAddr, n: usize, secs: f64) -> Load {
         failed,
         p99_us: hist.quantile(0.99),
         max_us: hist.max_us as f64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn buckets_hold_their_values_and_are_under_an_eighth_of_an_octave_wide() {
+        for us in (0..5_000u64).chain((12..32).map(|k| (1u64 << k) + 12_345)) {
+            let b = super::Histogram::bucket(us);
+            assert!(
+                us as f64 <= super::Histogram::upper(b),
+                "{us} us above its bucket's edge"
+            );
+            if b > 0 {
+                assert!(
+                    us as f64 >= super::Histogram::upper(b - 1),
+                    "{us} us belongs to an earlier bucket"
+                );
+                assert!(
+                    super::Histogram::upper(b) / super::Histogram::upper(b - 1) <= 1.125 + 1e-9
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn quantiles_are_the_bucket_edge_at_or_above_the_true_value() {
+        let mut h = super::Histogram::new();
+        assert!(h.quantile(0.99).is_nan(), "no samples, no quantile");
+        for us in 1..=1_000 {
+            h.record(us);
+        }
+        let p99 = h.quantile(0.99);
+        assert!((990.0..=990.0 * 1.125).contains(&p99), "p99 {p99}");
+        let p50 = h.quantile(0.5);
+        assert!((500.0..=500.0 * 1.125).contains(&p50), "p50 {p50}");
+        assert_eq!(h.max_us, 1_000);
+        assert_eq!(h.quantile(1.0), 1_000.0, "capped at the longest sample");
+        // Exactly 99% at 10 µs: the p99 is their bucket, not the one slow sample's.
+        let mut edge = super::Histogram::new();
+        for _ in 0..99 {
+            edge.record(10);
+        }
+        edge.record(1_000);
+        assert!(
+            (10.0..=11.25).contains(&edge.quantile(0.99)),
+            "{}",
+            edge.quantile(0.99)
+        );
+        // One outlier among many fast round trips moves the maximum, not the p99.
+        for _ in 0..1_000 {
+            h.record(3);
+        }
+        h.record(250_000);
+        assert!(h.quantile(0.99) < 1_200.0);
+        assert_eq!(h.max_us, 250_000);
     }
 }
