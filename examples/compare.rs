@@ -854,19 +854,13 @@ fn echo_run(kind: &str, conns: usize) -> (echo::Load, f64) {
         .unwrap_or(f64::NAN);
     let _ = server.kill();
     let _ = server.wait();
-    let out = String::from_utf8_lossy(&out.stdout);
-    let field = |k: &str| -> f64 {
-        out.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN)
-    };
-    let load = echo::Load {
-        rate: field("round_trips_per_sec="),
-        failed: field("failed_connections=") as usize,
-        p99_us: field("p99_rt_us="),
-        max_us: field("max_rt_us="),
-    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let load = echo::Load::parse(&text).unwrap_or_else(|| {
+        panic!(
+            "the load generator ({conns} connections, {kind} server) reported no result: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     (load, hwm)
 }
 

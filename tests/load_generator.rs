@@ -38,4 +38,14 @@ fn client_epoll_reports_a_live_servers_round_trips_and_times() {
     ] {
         assert!(line.contains(key), "{key} missing from {line:?}");
     }
+    let back = echo::Load::parse(&line).expect("the printed line parses");
+    assert_eq!(back.failed, 0);
+    // Printed to the unit.
+    assert!((back.rate - load.rate).abs() <= 0.5);
+    assert!((back.p99_us - load.p99_us).abs() <= 0.5);
+    assert_eq!(back.max_us, load.max_us);
+    assert!(
+        echo::Load::parse("round_trips_per_sec=5 failed_connections=0").is_none(),
+        "a line without the times is no result"
+    );
 }

@@ -189,6 +189,21 @@ impl Load {
             self.rate, self.failed, self.p99_us, self.max_us
         )
     }
+
+    /// Reads back what `line` printed (anywhere in `text`); `None` if a field is missing.
+    pub fn parse(text: &str) -> Option<Load> {
+        let field = |k: &str| -> Option<f64> {
+            text.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .and_then(|v| v.parse().ok())
+        };
+        Some(Load {
+            rate: field("round_trips_per_sec=")?,
+            failed: field("failed_connections=")? as usize,
+            p99_us: field("p99_rt_us=")?,
+            max_us: field("max_rt_us=")?,
+        })
+    }
 }
 
 /// Round-trip times in buckets of an eighth of an octave of microseconds (under 10% wide),
