@@ -159,10 +159,11 @@ impl<F: FnOnce() -> T, T> OpsFor<F, T> {
 /// The fields only the G's owner touches: the spawner before the G is published, then the
 /// one M running it (an M resumes a G only after taking it from a queue, and a G is in at
 /// most one queue or on at most one M at a time), or the G's own code on that M.
+///
+/// `repr(C)`: the coroutine and its yielder, which every switch reads, come first, beside
+/// the G's other per-switch fields (see `G`).
+#[repr(C)]
 pub(crate) struct GOwned {
-    /// The name and the green-local values, if any (a thin pointer: G's with neither, the
-    /// common case, pay 8 bytes).
-    pub(crate) extra: Option<Box<GExtra>>,
     pub(crate) coro: Option<Coro>,
     /// The coroutine's yielder, valid while `coro` runs; set by the coroutine's first frame.
     pub(crate) yielder: *const GYielder,
@@ -171,6 +172,9 @@ pub(crate) struct GOwned {
     /// Lowest address of the bound stack (its guard starts there), or 0; for the overflow
     /// handler.
     pub(crate) stack_lo: usize,
+    /// The name and the green-local values, if any (a thin pointer: G's with neither, the
+    /// common case, pay 8 bytes).
+    pub(crate) extra: Option<Box<GExtra>>,
 }
 
 /// What few G's have: a name, green-local values.
@@ -188,12 +192,15 @@ impl GOwned {
 }
 
 /// One green thread.
+///
+/// `repr(C)`, in the order below: what a park, a wake-up and a resume touch (the state
+/// bytes, the reference count, the wait stamp, the id, the park bound, then the coroutine
+/// and its yielder at the head of `owned`) lies in the first 88 bytes: two cache lines for
+/// three G's in four wherever malloc puts them (16-aligned), where the compiler's order
+/// spread it over three. A server with a thousand connections touches each of these lines
+/// once per round trip and finds it cold (cachegrind: BENCHMARKS.md, issue #10).
+#[repr(C)]
 pub(crate) struct G {
-    /// Live `GRef`s.
-    refs: AtomicU32,
-    /// The G's id, which join handles may read (Relaxed: written before the handle exists,
-    /// on the same thread).
-    id: AtomicU64,
     /// The park state word: ACTIVE, NOTIFIED, PARKED, DEAD (or, for the shrinker, SHRINKING
     /// and SHRINK_WOKEN).
     pub(crate) state: AtomicU8,
@@ -205,33 +212,38 @@ pub(crate) struct G {
     pub(crate) moved_p: UnsafeCell<bool>,
     /// On the stack shrinker's queue (`shrink.rs`; Relaxed: a hint against queuing twice).
     pub(crate) shrink_queued: AtomicBool,
-    /// The shrink epoch of the G's last park with a disturbed band (`shrink.rs`; written
-    /// by the G before its park CAS, read by the shrinker: Relaxed as a hint, then again
-    /// after the Acquire that claims the G).
-    pub(crate) park_epoch: AtomicU32,
+    /// Why the G waits (`dump::Wait`), set by the primitive before it parks (Relaxed: read
+    /// only by the dump, which shows a blurred picture of a busy runtime anyway).
+    wait: AtomicU8,
+    /// Live `GRef`s.
+    refs: AtomicU32,
+    /// The coarse clock (`Sched::coarse_now`) when the G last suspended in a park or entered
+    /// `blocking` (Relaxed, as `wait`).
+    wait_since: AtomicU32,
+    /// The G's id, which join handles may read (Relaxed: written before the handle exists,
+    /// on the same thread). Read by every resume, for sysmon's hog report.
+    id: AtomicU64,
     /// The bound of the live stack at the G's last park: written by the G on its way into
     /// the switch, read by the shrinker while the state word says SHRINKING (ordered by its
     /// Acquire claim) and, as a prefetch hint only, by the poller (`Poller::prefetch`).
     /// Relaxed: the orderings that matter come from the state word.
     pub(crate) park_sp: AtomicUsize,
-    /// Why the G waits (`dump::Wait`), set by the primitive before it parks (Relaxed: read
-    /// only by the dump, which shows a blurred picture of a busy runtime anyway).
-    wait: AtomicU8,
-    /// The coarse clock (`Sched::coarse_now`) when the G last suspended in a park or entered
-    /// `blocking` (Relaxed, as `wait`).
-    wait_since: AtomicU32,
+    owned: UnsafeCell<GOwned>,
+    /// The shrink epoch of the G's last park with a disturbed band (`shrink.rs`; written
+    /// by the G before its park CAS, read by the shrinker: Relaxed as a hint, then again
+    /// after the Acquire that claims the G).
+    pub(crate) park_epoch: AtomicU32,
+    /// This G struct's place in the dump's registry (guarded by the registry's lock).
+    reg_index: UnsafeCell<u32>,
     /// Where the G was spawned (`#[track_caller]`), or null (Relaxed: a pointer to static
     /// data, written before the G is published).
     spawn_site: AtomicPtr<Location<'static>>,
-    /// This G struct's place in the dump's registry (guarded by the registry's lock).
-    reg_index: UnsafeCell<u32>,
+    ops: UnsafeCell<&'static SlotOps>,
     /// The joiner's handle: written by the joiner before J_WAITING, taken by the G after.
     joiner: UnsafeCell<Option<Unparker>>,
     /// The closure (owned by the G until it runs), then the result (owned by the G until
     /// J_DONE, then by the `JoinHandle`).
     slot: UnsafeCell<SlotBuf>,
-    ops: UnsafeCell<&'static SlotOps>,
-    owned: UnsafeCell<GOwned>,
 }
 
 // SAFETY: the atomics are atomic. `owned` and `ops` are reached only by the G's owner (see

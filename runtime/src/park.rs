@@ -173,6 +173,7 @@ pub(crate) fn park() {
 ///
 /// # Safety
 /// `g` is the G running on this thread.
+#[inline(always)]
 pub(crate) unsafe fn park_g(g: *const crate::g::G) {
     // SAFETY: `g` is the running G; it stays alive while it runs.
     let state = unsafe { &(*g).state };

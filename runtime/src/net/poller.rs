@@ -62,7 +62,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::g::GRef;
-use crate::park::{park, park_deadline, Unparker, Waker};
+use crate::park::{park_deadline, park_g, Unparker, Waker};
 use crate::protocol::park_word;
 use crate::protocol::waiter_mark::{self, QUEUED, WOKEN, WOKEN_CLOSED};
 use crate::sched::current_g;
@@ -217,6 +217,12 @@ impl DirState {
 /// A registered file descriptor's readiness state. Each direction's lock carries, in its
 /// side word, the count of readiness events the poller has delivered for that direction
 /// (wrapping; bumped under the lock, read outside it: see `Since::Edges`).
+///
+/// One cache line each (`align(64)`): 56 bytes packed 56 apart straddled two lines for three
+/// descriptors in eight, and a read's round trip touches the sequence word and the read
+/// direction (lock, event count, waiter queue) in the poller and again in the G. A
+/// thousand connections make each extra line a miss per round trip (issue #10).
+#[repr(C, align(64))]
 pub(crate) struct PollDesc {
     /// Bumped when the descriptor is released; the low 16 bits tag epoll events.
     seq: AtomicU64,
@@ -224,12 +230,13 @@ pub(crate) struct PollDesc {
     wr: SpinMutex<DirState>,
 }
 
-// 56 bytes (the event counts live in the padding of the direction locks): a server holds
-// one per connection, allocated 64 at a time. Keep it from growing by accident.
+// 56 bytes of fields (the event counts live in the padding of the direction locks) in a
+// 64-byte line: a server holds one per connection, allocated 64 at a time. Keep it from
+// outgrowing its line by accident.
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(
-    std::mem::size_of::<PollDesc>() <= 56,
-    "the poll descriptor grew"
+    std::mem::size_of::<PollDesc>() == 64,
+    "the poll descriptor outgrew its cache line"
 );
 
 impl PollDesc {
@@ -350,7 +357,8 @@ impl PollDesc {
         loop {
             match deadline {
                 Some(t) => park_deadline(t),
-                None => park(),
+                // SAFETY: `g` is the G running on this thread (checked non-null above).
+                None => unsafe { park_g(g) },
             }
             // The usual case, with no lock taken.
             if let Some(r) = taken() {

@@ -171,8 +171,7 @@ impl<T: AsRawFd> Source<T> {
         match self.desc {
             Some(d) if !current_g().is_null() => d.wait(dir, deadline, since),
             Some(_) => poll_fd(fd, dir, deadline),
-            // Not registered: wait in `poll(2)`, handing the P off if it takes long.
-            None => crate::blocking(|| poll_fd(fd, dir, deadline)),
+            None => poll_fd_blocking(fd, dir, deadline),
         }
     }
 
@@ -242,6 +241,16 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
 
 /// Blocks the calling thread in `poll(2)` until `fd` is ready for `dir` or the deadline
 /// passes (`TimedOut`). Readiness may be spurious; the caller retries its call.
+/// `poll_fd` for a descriptor the poller does not know (not registered), inside `blocking`:
+/// the P is handed off if the wait takes long. Out of line and cold: its closure would
+/// otherwise widen the frame of every stream read (`read_stream`, `io_until`), and each
+/// line of a parked G's stack that a round trip touches is a cache miss per connection.
+#[cold]
+#[inline(never)]
+fn poll_fd_blocking(fd: RawFd, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
+    crate::blocking(|| poll_fd(fd, dir, deadline))
+}
+
 pub(crate) fn poll_fd(fd: RawFd, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
     let events = match dir {
         Dir::Read => libc::POLLIN,
