@@ -263,6 +263,12 @@ unsafe impl Sync for G {}
 // by accident (on 64-bit targets).
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(mem::size_of::<G>() <= 216, "the G struct grew");
+// The per-switch fields end with the yielder, within the first 88 bytes (see `G`).
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(
+    mem::offset_of!(G, owned) + mem::offset_of!(GOwned, yielder) + mem::size_of::<usize>() <= 88,
+    "the G's per-switch fields spread past 88 bytes"
+);
 
 /// A counted reference to a G.
 pub(crate) struct GRef(NonNull<G>);
