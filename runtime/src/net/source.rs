@@ -239,18 +239,19 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Blocks the calling thread in `poll(2)` until `fd` is ready for `dir` or the deadline
-/// passes (`TimedOut`). Readiness may be spurious; the caller retries its call.
 /// `poll_fd` for a descriptor the poller does not know (not registered), inside `blocking`:
 /// the P is handed off if the wait takes long. Out of line and cold: its closure would
 /// otherwise widen the frame of every stream read (`read_stream`, `io_until`), and each
-/// line of a parked G's stack that a round trip touches is a cache miss per connection.
+/// line of a parked G's stack that a round trip touches is a cache miss once there are
+/// a thousand connections.
 #[cold]
 #[inline(never)]
 fn poll_fd_blocking(fd: RawFd, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
     crate::blocking(|| poll_fd(fd, dir, deadline))
 }
 
+/// Blocks the calling thread in `poll(2)` until `fd` is ready for `dir` or the deadline
+/// passes (`TimedOut`). Readiness may be spurious; the caller retries its call.
 pub(crate) fn poll_fd(fd: RawFd, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
     let events = match dir {
         Dir::Read => libc::POLLIN,
