@@ -1015,6 +1015,47 @@ fn pollfd_pipe() {
     run_procs("pollfd_pipe", &[]);
 }
 
+/// `PollFd` over a regular file, which epoll refuses (`EPERM`): not registered, its waits go
+/// to `poll(2)` inside `blocking` (`Source::wait_since`'s out-of-line path), from a G and
+/// from a plain thread, and reads and writes go through.
+#[test]
+fn pollfd_on_a_file_epoll_refuses() {
+    if is_child("pollfd_on_a_file_epoll_refuses") {
+        let path = std::env::temp_dir().join(format!("gort-pollfd-file-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").unwrap();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let f = std::sync::Arc::new(PollFd::new(f).unwrap());
+        let g = {
+            let f = f.clone();
+            gort::go!(move || {
+                f.readable().unwrap();
+                f.writable().unwrap();
+                f.readable_timeout(Duration::from_secs(30)).unwrap();
+                let mut buf = [0u8; 64];
+                let n = f.read_with(|mut file| file.read(&mut buf)).unwrap();
+                let w = f.write_with(|mut file| file.write(b"ab")).unwrap();
+                (buf[..n].to_vec(), w)
+            })
+        };
+        let (got, wrote) = g.join().unwrap();
+        assert_eq!(got, b"0123456789");
+        assert_eq!(wrote, 2);
+        // From the main thread, outside the runtime.
+        f.readable().unwrap();
+        f.writable_timeout(Duration::from_secs(30)).unwrap();
+        drop(f);
+        assert_eq!(std::fs::read(&path).unwrap(), b"0123456789ab");
+        std::fs::remove_file(&path).unwrap();
+        println!("child done");
+        return;
+    }
+    run_procs("pollfd_on_a_file_epoll_refuses", &[]);
+}
+
 /// A pipe, as two files (`std::io::pipe` is newer than the supported Rust).
 fn pipe() -> (std::fs::File, std::fs::File) {
     use std::os::fd::FromRawFd;

@@ -21,6 +21,10 @@ use super::source::Source;
 /// directly only after an operation returned `WouldBlock` (waiting on an fd that is already
 /// readable, with nothing having drained it, may wait for the next change).
 ///
+/// An fd epoll refuses (a regular file, which is always ready) or cannot take (its watch
+/// limit reached) still works: it is not registered, and its waits run `poll(2)` inside
+/// [`blocking`](crate::blocking).
+///
 /// # Examples
 ///
 /// ```
