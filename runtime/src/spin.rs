@@ -9,17 +9,13 @@
 
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Spins before each yield of the CPU.
 const SPINS: u32 = 64;
 
 pub(crate) struct SpinMutex<T> {
     locked: AtomicBool,
-    /// A word beside the lock for readers that do not take it (the netpoller's count of a
-    /// direction's readiness events, compared under the lock against a look taken outside
-    /// it). Free: it fills the padding after `locked` for any `T` aligned to 8.
-    side: AtomicU32,
     data: UnsafeCell<T>,
 }
 
@@ -37,14 +33,8 @@ impl<T> SpinMutex<T> {
     pub(crate) const fn new(v: T) -> SpinMutex<T> {
         SpinMutex {
             locked: AtomicBool::new(false),
-            side: AtomicU32::new(0),
             data: UnsafeCell::new(v),
         }
-    }
-
-    /// The word beside the lock (see the field).
-    pub(crate) fn side(&self) -> &AtomicU32 {
-        &self.side
     }
 
     /// The data, through exclusive access (no locking needed).

@@ -13,7 +13,7 @@
 //!
 //! A descriptor has two directions (read, write), each a small spin-locked record: a
 //! `closed` flag, the waiters (records on the waiting G's stacks), a `ready` token, and,
-//! beside the lock, the count of readiness events delivered for that direction. A G reads
+//! outside the lock, the count of readiness events delivered for that direction. A G reads
 //! the count *before* a system call (`PollDesc::edges`); after `EAGAIN` it locks its
 //! direction and parks only if the count is still what it read (`Since::Edges`), else it
 //! retries the call. The poller, on an event, locks the direction, bumps the count, and
@@ -57,7 +57,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -214,12 +214,12 @@ impl DirState {
     }
 }
 
-/// A registered file descriptor's readiness state. Each direction's lock carries, in its
-/// side word, the count of readiness events the poller has delivered for that direction
-/// (wrapping; bumped under the lock, read outside it: see `Since::Edges`).
+/// A registered file descriptor's readiness state: per direction a locked record and the
+/// count of readiness events the poller has delivered for that direction (wrapping; bumped
+/// under the direction's lock, read outside it: see `Since::Edges`).
 ///
-/// One cache line each (`align(64)`): 56 bytes packed 56 apart straddled two lines for three
-/// descriptors in eight, and a read's round trip touches the sequence word and the read
+/// One cache line each (`align(64)`; packed 56 bytes apart, as they were, three descriptors
+/// in eight straddled two lines), and a read's round trip touches the sequence word and the read
 /// direction (lock, event count, waiter queue) in the poller and again in the G. A
 /// thousand connections make each extra line a miss per round trip (issue #10).
 #[repr(C, align(64))]
@@ -228,11 +228,14 @@ pub(crate) struct PollDesc {
     seq: AtomicU64,
     rd: SpinMutex<DirState>,
     wr: SpinMutex<DirState>,
+    /// The read direction's event count.
+    rd_edges: AtomicU32,
+    /// The write direction's event count.
+    wr_edges: AtomicU32,
 }
 
-// 56 bytes of fields (the event counts live in the padding of the direction locks) in a
-// 64-byte line: a server holds one per connection, allocated 64 at a time. Keep it from
-// outgrowing its line by accident.
+// Exactly one 64-byte line: a server holds one per connection, allocated 64 at a time.
+// Keep it from outgrowing its line by accident.
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(
     std::mem::size_of::<PollDesc>() == 64,
@@ -247,6 +250,14 @@ impl PollDesc {
         }
     }
 
+    /// Direction `d`'s event count (see `edges`).
+    fn edges_word(&self, d: Dir) -> &AtomicU32 {
+        match d {
+            Dir::Read => &self.rd_edges,
+            Dir::Write => &self.wr_edges,
+        }
+    }
+
     /// The count of readiness events delivered for direction `d` so far, for a caller about
     /// to try a system call (`Since::Edges`).
     pub(crate) fn edges(&self, d: Dir) -> u32 {
@@ -255,7 +266,7 @@ impl PollDesc {
         // (the kernel queued it before waking the poller), so the caller's system call,
         // which comes after this load, sees it; and a bump this load misses makes the
         // caller's comparison under the lock fail, so it retries.
-        self.dir(d).side().load(Ordering::Acquire)
+        self.edges_word(d).load(Ordering::Acquire)
     }
 
     /// The epoll data naming this descriptor now: its address and sequence number.
@@ -322,7 +333,7 @@ impl PollDesc {
             }
             match since {
                 // Relaxed: the lock orders this load with the poller's bump.
-                Since::Edges(seen) if dir.side().load(Ordering::Relaxed) != seen => {
+                Since::Edges(seen) if self.edges_word(d).load(Ordering::Relaxed) != seen => {
                     return Ok(());
                 }
                 Since::Token if st.ready => {
@@ -521,6 +532,8 @@ impl Poller {
                             seq: AtomicU64::new(0),
                             rd: SpinMutex::new(DirState::new()),
                             wr: SpinMutex::new(DirState::new()),
+                            rd_edges: AtomicU32::new(0),
+                            wr_edges: AtomicU32::new(0),
                         })
                         .collect(),
                 );
@@ -822,12 +835,11 @@ fn ready(
     queue: &mut Vec<GRef>,
     rest: &mut Vec<Unparker>,
 ) -> usize {
-    let lock = d.dir(dir);
-    let mut st = lock.lock();
+    let mut st = d.dir(dir).lock();
     st.hup |= hup;
     // Release: pairs with the Acquire in `PollDesc::edges` (see there). Under the lock, so
     // a waiter's comparison under it is ordered with this bump.
-    let edges = lock.side();
+    let edges = d.edges_word(dir);
     edges.store(
         edges.load(Ordering::Relaxed).wrapping_add(1),
         Ordering::Release,
