@@ -617,10 +617,15 @@ impl G {
             if join_word::register(&self.join) {
                 crate::dump::set_wait(crate::dump::Wait::Join);
                 // Spurious wake-ups and stale tokens are possible: loop on the state.
+                let mut gave_way = false;
                 while !join_word::is_done(&self.join) {
                     match deadline {
                         None => crate::park::park(),
-                        Some(d) if Instant::now() < d => crate::park::park_deadline(d),
+                        Some(d) if Instant::now() < d => {
+                            crate::park::park_deadline(d);
+                            gave_way = true;
+                        }
+                        Some(_) if crate::park::give_way_once(&mut gave_way) => {}
                         Some(_) => {
                             // SAFETY: our joiner, registered above.
                             if unsafe { self.withdraw_joiner() } {

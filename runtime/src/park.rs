@@ -219,6 +219,22 @@ pub(crate) fn park_deadline(deadline: Instant) {
     }
 }
 
+/// For a timed wait whose deadline has passed: true the first time in the wait (`gave_way`
+/// false), after yielding once, so the caller looks at its condition again before it
+/// reports the timeout; false once the wait has parked or given way. A wait that times out
+/// is a scheduling point even when its deadline passed before it could park (a timeout of a
+/// few nanoseconds): a std thread's timed wait gives up its CPU, and Go's parks. Without
+/// this, a G that retries such a wait in a loop holds its P, and the G it waits for, queued
+/// behind it, never runs.
+pub(crate) fn give_way_once(gave_way: &mut bool) -> bool {
+    if *gave_way {
+        return false;
+    }
+    *gave_way = true;
+    yield_now();
+    true
+}
+
 /// Yields the running G to the scheduler (or the OS thread to the OS).
 pub(crate) fn yield_now() {
     let g = current_g();

@@ -1635,6 +1635,16 @@ impl M {
                 }
                 CoroutineResult::Yield(Suspend::Yield) => {
                     let p = self.p();
+                    // SAFETY: this M holds its P.
+                    if unsafe { p.local() }.schedtick % GLOBAL_TICK == 0 {
+                        // `find_runnable`'s fairness look, which the fast path below would
+                        // otherwise skip for as long as the G keeps yielding: due timers
+                        // and ready sockets. Without it a G spinning on `yield_now` until a
+                        // sleeping G (or one waiting on a socket) sets a flag waits forever
+                        // on a single P: what wakes the other G never runs.
+                        s.timers.run_due();
+                        s.netpoll_now();
+                    }
                     // Fast path: nothing else is runnable here or globally, so the G would
                     // come straight back out of the queue: resume it without the round trip.
                     // (Work on other P's is theirs to run; stealing is for idle M's.)

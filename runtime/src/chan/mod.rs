@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dump::Wait;
-use crate::park::{park, park_deadline, park_g, Unparker, Waker};
+use crate::park::{give_way_once, park, park_deadline, park_g, Unparker, Waker};
 use crate::spin::{SpinGuard, SpinMutex};
 use crate::timer::TimerState;
 
@@ -106,6 +106,7 @@ impl Token {
             // SAFETY: the token's G is the caller, running on this thread.
             unsafe { (*g).set_wait(reason) };
         }
+        let mut gave_way = false;
         loop {
             if self.is_done() {
                 return true;
@@ -118,6 +119,9 @@ impl Token {
                 },
                 Some(d) => {
                     if Instant::now() >= d {
+                        if give_way_once(&mut gave_way) {
+                            continue;
+                        }
                         if self.cancel() {
                             return false;
                         }
@@ -128,6 +132,7 @@ impl Token {
                         return true;
                     }
                     park_deadline(d);
+                    gave_way = true;
                 }
             }
         }
@@ -1230,6 +1235,7 @@ fn ring_send<T>(
     mut v: T,
     how: Blocking,
 ) -> Result<(), SendTimeoutError<T>> {
+    let mut gave_way = false;
     loop {
         match ring.try_push(v) {
             Ok(()) => {
@@ -1240,6 +1246,9 @@ fn ring_send<T>(
             Err(PushError::Full(x)) => v = x,
         }
         let Some(deadline) = next_deadline(how) else {
+            if matches!(how, Blocking::Until(_)) && give_way_once(&mut gave_way) {
+                continue;
+            }
             return Err(SendTimeoutError::Timeout(v));
         };
         let token = Token::new(deadline.is_none());
@@ -1247,11 +1256,13 @@ fn ring_send<T>(
         if ring_register(chan, ring, Side::Send, &w) && !token.wait(deadline, Wait::ChanSend) {
             ring_unregister(chan, ring, Side::Send, &token);
         }
+        gave_way = true;
         // Woken (a slot freed, or closed), withdrawn, or timed out: try again.
     }
 }
 
 fn ring_recv<T>(chan: &Chan<T>, ring: &Ring<T>, how: Blocking) -> Result<T, RecvTimeoutError> {
+    let mut gave_way = false;
     loop {
         match ring.try_pop() {
             Ok(v) => {
@@ -1262,6 +1273,9 @@ fn ring_recv<T>(chan: &Chan<T>, ring: &Ring<T>, how: Blocking) -> Result<T, Recv
             Err(PopError::Empty) => {}
         }
         let Some(deadline) = next_deadline(how) else {
+            if matches!(how, Blocking::Until(_)) && give_way_once(&mut gave_way) {
+                continue;
+            }
             return Err(RecvTimeoutError::Timeout);
         };
         let token = Token::new(deadline.is_none());
@@ -1269,6 +1283,7 @@ fn ring_recv<T>(chan: &Chan<T>, ring: &Ring<T>, how: Blocking) -> Result<T, Recv
         if ring_register(chan, ring, Side::Recv, &w) && !token.wait(deadline, Wait::ChanRecv) {
             ring_unregister(chan, ring, Side::Recv, &token);
         }
+        gave_way = true;
     }
 }
 
@@ -1812,11 +1827,19 @@ fn empty_select(how: Blocking) -> Option<usize> {
         Blocking::Until(d) => Some(d),
     };
     crate::dump::set_wait(Wait::Select);
+    let mut gave_way = false;
     loop {
         match d {
             None => park(),
-            Some(d) if Instant::now() >= d => return None,
-            Some(d) => park_deadline(d),
+            Some(d) if Instant::now() >= d => {
+                if !give_way_once(&mut gave_way) {
+                    return None;
+                }
+            }
+            Some(d) => {
+                park_deadline(d);
+                gave_way = true;
+            }
         }
     }
 }

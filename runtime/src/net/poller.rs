@@ -326,27 +326,39 @@ impl PollDesc {
         // the lock, by the poller).
         let me: *mut IoWaiter = &mut w;
         let dir = self.dir(d);
-        {
-            let mut st = dir.lock();
+        // Whether the wait is over before it parks: closed, an event `since` the caller's
+        // look, or (for `wait_unless_hup`) a hang-up. Under the direction's lock.
+        let over = |st: &mut DirState| -> Option<io::Result<()>> {
             if st.closed {
-                return Err(closed_error());
+                return Some(Err(closed_error()));
             }
             match since {
                 // Relaxed: the lock orders this load with the poller's bump.
                 Since::Edges(seen) if self.edges_word(d).load(Ordering::Relaxed) != seen => {
-                    return Ok(());
+                    return Some(Ok(()));
                 }
                 Since::Token if st.ready => {
                     st.ready = false;
-                    return Ok(());
+                    return Some(Ok(()));
                 }
                 _ => {}
             }
-            if hup && st.hup {
-                return Ok(());
+            (hup && st.hup).then_some(Ok(()))
+        };
+        {
+            let mut st = dir.lock();
+            if let Some(r) = over(&mut st) {
+                return r;
             }
             if deadline.is_some_and(|t| Instant::now() >= t) {
-                return Err(timed_out());
+                // Past the deadline before parking (a timeout of a few nanoseconds, say):
+                // give way once and look again (`park::give_way_once`), as every timed wait
+                // does; a G retrying such reads would otherwise hold its P, and the G that
+                // would send it data, queued behind it, would never run.
+                drop(st);
+                crate::park::yield_now();
+                let mut st = dir.lock();
+                return over(&mut st).unwrap_or_else(|| Err(timed_out()));
             }
             // SAFETY: our record, alive until we see it off the queue (below).
             unsafe { st.push(me) };

@@ -140,14 +140,16 @@ impl<T: AsRawFd> Source<T> {
     pub(crate) fn read_stream(
         &self,
         len: usize,
-        f: impl FnMut(&T) -> io::Result<usize>,
+        mut f: impl FnMut(&T) -> io::Result<usize>,
     ) -> io::Result<usize> {
         let deadline = self.deadline(Dir::Read);
         let hint = self.drained.load(Ordering::Relaxed);
         if hint != 0 {
             self.drained.store(0, Ordering::Relaxed);
             if let Some(d) = self.desc.filter(|_| len > 0 && !current_g().is_null()) {
-                d.wait_unless_hup(Dir::Read, deadline, Since::Edges(hint as u32))?;
+                if let Err(e) = d.wait_unless_hup(Dir::Read, deadline, Since::Edges(hint as u32)) {
+                    return self.timed_out_read(e, &mut f);
+                }
             }
         }
         let (n, seen) = self.io_until(Dir::Read, deadline, true, f)?;
@@ -156,6 +158,33 @@ impl<T: AsRawFd> Source<T> {
                 .store(DRAINED | u64::from(seen), Ordering::Relaxed);
         }
         Ok(n)
+    }
+
+    /// A read whose wait after a short read ended in `e`. The hint only spares a system
+    /// call, so a timeout makes that call once before it is reported: bytes may have come
+    /// whose edge no M has polled yet, and a std read with a timeout returns bytes that are
+    /// there. Out of line and cold, off the round trip's frames.
+    #[cold]
+    #[inline(never)]
+    fn timed_out_read(
+        &self,
+        e: io::Error,
+        f: &mut impl FnMut(&T) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        if e.kind() != io::ErrorKind::TimedOut {
+            return Err(e);
+        }
+        match crate::errno::attempt(f, &*self.inner) {
+            Err(again)
+                if matches!(
+                    again.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Err(e)
+            }
+            r => r,
+        }
     }
 
     /// Waits until `dir` may be ready (or the deadline passes: `TimedOut`), with no system

@@ -271,6 +271,7 @@ impl Semaphore {
         // An unrepresentable deadline is no deadline.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         crate::dump::set_wait(crate::dump::Wait::Semaphore);
+        let mut gave_way = false;
         loop {
             // Acquire: pairs with the Release CAS that granted the permits.
             if w.state.load(Ordering::Acquire) == W_GRANTED {
@@ -278,7 +279,11 @@ impl Semaphore {
             }
             match deadline {
                 None => park(),
-                Some(d) if Instant::now() < d => park_deadline(d),
+                Some(d) if Instant::now() < d => {
+                    park_deadline(d);
+                    gave_way = true;
+                }
+                Some(_) if crate::park::give_way_once(&mut gave_way) => {}
                 Some(_) => break,
             }
         }

@@ -45,11 +45,16 @@ impl Node {
     /// must then withdraw the node under its lock, and re-check `is_set`).
     pub(super) fn wait_until(&self, deadline: Instant, reason: Wait) -> bool {
         crate::dump::set_wait(reason);
+        let mut gave_way = false;
         while !self.is_set() {
             if Instant::now() >= deadline {
+                if crate::park::give_way_once(&mut gave_way) {
+                    continue;
+                }
                 return false;
             }
             park_deadline(deadline);
+            gave_way = true;
         }
         true
     }

@@ -1,0 +1,317 @@
+//! Scheduling points that must stay scheduling points on a single P: `yield_now` lets due
+//! timers and ready sockets in however long a G keeps yielding, and a timed wait that times
+//! out gives way even when its deadline passed before it could park (a nanosecond's
+//! timeout). Each scenario has a G retry in a loop for what a G queued behind it on the same
+//! P must do; before the fix each of them hung at `GORT_MAXPROCS=1`. Children under 1, 2
+//! and 4 P's, with a deadline that turns a hang into a failure; counts checked exactly.
+mod common;
+use common::*;
+use gort::net::{TcpListener, TcpStream};
+use std::io::{ErrorKind, Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn run_procs(test: &str) {
+    for procs in ["1", "2", "4"] {
+        let o =
+            run_child_with_deadline(test, &[("GORT_MAXPROCS", procs)], Duration::from_secs(120));
+        assert_success(&o);
+        assert!(
+            stdout(&o).contains("child done"),
+            "P={procs}: {}\n{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+}
+
+/// Readers with a short read timeout race a writer that sends in small bursts: every byte
+/// sent is read exactly once, whatever the timeouts.
+#[test]
+fn read_deadline_races_data() {
+    if is_child("read_deadline_races_data") {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        const PAIRS: usize = 64;
+        const BYTES: usize = 3000;
+        let got = Arc::new(AtomicUsize::new(0));
+        let mut hs = Vec::new();
+        for i in 0..PAIRS {
+            let w = TcpStream::connect(addr).unwrap();
+            let (r, _) = l.accept().unwrap();
+            let got = got.clone();
+            hs.push(gort::go!(move || {
+                let mut r = r;
+                r.set_read_timeout(Some(
+                    [
+                        Duration::from_nanos(1),
+                        Duration::from_micros(1),
+                        Duration::from_micros(20),
+                        Duration::from_micros(80),
+                        Duration::from_micros(200),
+                    ][i % 5],
+                ))
+                .unwrap();
+                let mut b = [0u8; 64];
+                let mut n = 0usize;
+                let mut expect = 0u8;
+                while n < BYTES {
+                    match r.read(&mut b) {
+                        Ok(0) => panic!("eof after {n}"),
+                        Ok(k) => {
+                            for &x in &b[..k] {
+                                assert_eq!(x, expect);
+                                expect = expect.wrapping_add(1);
+                            }
+                            n += k;
+                        }
+                        Err(e) if e.kind() == ErrorKind::TimedOut => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                got.fetch_add(n, Ordering::Relaxed);
+            }));
+            hs.push(gort::go!(move || {
+                let mut w = w;
+                let mut x = 0u8;
+                let mut sent = 0;
+                let mut k = i;
+                while sent < BYTES {
+                    let burst = 1 + (k % 5);
+                    k = k.wrapping_mul(31).wrapping_add(7);
+                    let burst = burst.min(BYTES - sent);
+                    let v: Vec<u8> = (0..burst)
+                        .map(|_| {
+                            let y = x;
+                            x = x.wrapping_add(1);
+                            y
+                        })
+                        .collect();
+                    w.write_all(&v).unwrap();
+                    sent += burst;
+                    if k % 3 == 0 {
+                        gort::sleep(Duration::from_micros(40 + (k % 200) as u64));
+                    } else {
+                        gort::yield_now();
+                    }
+                }
+            }));
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(got.load(Ordering::Relaxed), PAIRS * BYTES);
+        println!("child done");
+        return;
+    }
+    run_procs("read_deadline_races_data");
+}
+
+/// Writers with a short write timeout against slow readers: what `write` says it wrote is
+/// exactly what arrives, in order; a timed-out write wrote nothing.
+#[test]
+fn write_deadline_races_room() {
+    if is_child("write_deadline_races_room") {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        const PAIRS: usize = 16;
+        const BYTES: usize = 4 << 20;
+        let mut hs = Vec::new();
+        for i in 0..PAIRS {
+            let w = TcpStream::connect(addr).unwrap();
+            let (r, _) = l.accept().unwrap();
+            hs.push(gort::go!(move || {
+                let mut r = r;
+                let mut b = vec![0u8; 8192];
+                let mut n = 0usize;
+                let mut k = 0u64;
+                while n < BYTES {
+                    let m = r.read(&mut b).unwrap();
+                    assert!(m > 0, "eof after {n}");
+                    for (j, &x) in b[..m].iter().enumerate() {
+                        assert_eq!(x, ((n + j) % 251) as u8, "at {}", n + j);
+                    }
+                    n += m;
+                    k += 1;
+                    if k % 8 == 0 {
+                        gort::sleep(Duration::from_micros(100 + (i as u64 * 37 + k) % 300));
+                    }
+                }
+                let mut one = [0u8; 1];
+                assert_eq!(r.read(&mut one).unwrap(), 0);
+                n
+            }));
+            hs.push(gort::go!(move || {
+                let mut w = w;
+                w.set_write_timeout(Some(
+                    [
+                        Duration::from_nanos(1),
+                        Duration::from_micros(1),
+                        Duration::from_micros(30),
+                        Duration::from_micros(100),
+                        Duration::from_micros(300),
+                    ][i % 5],
+                ))
+                .unwrap();
+                let data: Vec<u8> = (0..BYTES + 70000).map(|j| (j % 251) as u8).collect();
+                let mut off = 0usize;
+                while off < BYTES {
+                    let end = (off + 65536).min(BYTES);
+                    match w.write(&data[off..end]) {
+                        Ok(m) => {
+                            assert!(m > 0);
+                            off += m;
+                        }
+                        Err(e) if e.kind() == ErrorKind::TimedOut => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                off
+            }));
+        }
+        for h in hs {
+            assert_eq!(h.join().unwrap(), BYTES);
+        }
+        println!("child done");
+        return;
+    }
+    run_procs("write_deadline_races_room");
+}
+
+/// A G that spins with `yield_now` waiting for a G in `sleep`: the timer still fires.
+#[test]
+fn yield_spin_waits_for_sleeper() {
+    if is_child("yield_spin_waits_for_sleeper") {
+        use std::sync::atomic::AtomicBool;
+        for _ in 0..50 {
+            let flag = Arc::new(AtomicBool::new(false));
+            let f2 = flag.clone();
+            let a = gort::go!(move || {
+                gort::sleep(Duration::from_micros(200));
+                f2.store(true, Ordering::Release);
+            });
+            let b = gort::go!(move || {
+                while !flag.load(Ordering::Acquire) {
+                    gort::yield_now();
+                }
+            });
+            b.join().unwrap();
+            a.join().unwrap();
+        }
+        println!("child done");
+        return;
+    }
+    run_procs("yield_spin_waits_for_sleeper");
+}
+
+/// Timed waits of a nanosecond, retried in a loop, for something a G queued behind the
+/// waiter on the same P must do (after a sleep): each gives way, so every one completes.
+#[test]
+fn nanosecond_timed_waits_give_way() {
+    if is_child("nanosecond_timed_waits_give_way") {
+        const N: usize = 200;
+        let ns = Duration::from_nanos(1);
+        let nap = || gort::sleep(Duration::from_micros(50));
+        for cap in [0usize, 4] {
+            // recv_timeout against a sender that naps between sends.
+            let (tx, rx) = gort::chan::bounded::<usize>(cap);
+            let s = gort::go!(move || for i in 0..N {
+                nap();
+                tx.send(i).unwrap();
+            });
+            let r = gort::go!(move || {
+                let mut got = Vec::new();
+                let mut misses = 0usize;
+                while got.len() < N {
+                    match rx.recv_timeout(ns) {
+                        Ok(v) => got.push(v),
+                        Err(_) => misses += 1,
+                    }
+                }
+                assert_eq!(got, (0..N).collect::<Vec<_>>());
+                misses
+            });
+            r.join().unwrap();
+            s.join().unwrap();
+            // send_timeout against a receiver that naps between receives.
+            let (tx, rx) = gort::chan::bounded::<usize>(cap);
+            let r = gort::go!(move || (0..N)
+                .map(|_| {
+                    nap();
+                    rx.recv().unwrap()
+                })
+                .collect::<Vec<_>>());
+            let s = gort::go!(move || {
+                let mut misses = 0usize;
+                for i in 0..N {
+                    let mut v = i;
+                    loop {
+                        match tx.send_timeout(v, ns) {
+                            Ok(()) => break,
+                            Err(gort::chan::SendTimeoutError::Timeout(x)) => {
+                                v = x;
+                                misses += 1;
+                            }
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                }
+                misses
+            });
+            s.join().unwrap();
+            assert_eq!(r.join().unwrap(), (0..N).collect::<Vec<_>>());
+        }
+        // join_timeout on a G that naps.
+        for _ in 0..50 {
+            let mut h = gort::go!(move || {
+                nap();
+                7
+            });
+            let v = loop {
+                match h.join_timeout(ns) {
+                    Ok(r) => break r.unwrap(),
+                    Err(back) => h = back,
+                }
+            };
+            assert_eq!(v, 7);
+        }
+        // A semaphore's permit, held by a G that naps.
+        let sem = Arc::new(gort::sync::Semaphore::new(1));
+        for _ in 0..50 {
+            let s2 = sem.clone();
+            let held = gort::chan::bounded::<()>(0);
+            let (htx, hrx) = held;
+            let holder = gort::go!(move || {
+                let _p = s2.acquire();
+                htx.send(()).unwrap();
+                nap();
+            });
+            hrx.recv().unwrap();
+            let s3 = sem.clone();
+            let w = gort::go!(move || loop {
+                if let Some(p) = s3.acquire_timeout(ns) {
+                    drop(p);
+                    break;
+                }
+            });
+            w.join().unwrap();
+            holder.join().unwrap();
+        }
+        // A wait group whose last member naps.
+        for _ in 0..50 {
+            let wg = gort::sync::WaitGroup::new();
+            wg.add(1);
+            let wg2 = wg.clone();
+            let m = gort::go!(move || {
+                nap();
+                wg2.done();
+            });
+            while !wg.wait_timeout(ns) {}
+            m.join().unwrap();
+        }
+        println!("child done");
+        return;
+    }
+    run_procs("nanosecond_timed_waits_give_way");
+}
