@@ -310,6 +310,24 @@ fn nanosecond_timed_waits_give_way() {
             while !wg.wait_timeout(ns) {}
             m.join().unwrap();
         }
+        // Sleeps of zero and of a nanosecond, in a loop, for a flag that a napping G sets.
+        for d in [Duration::ZERO, ns] {
+            for _ in 0..50 {
+                let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let f2 = flag.clone();
+                let spinner = gort::go!(move || {
+                    while !flag.load(Ordering::Acquire) {
+                        gort::sleep(d);
+                    }
+                });
+                let setter = gort::go!(move || {
+                    nap();
+                    f2.store(true, Ordering::Release);
+                });
+                spinner.join().unwrap();
+                setter.join().unwrap();
+            }
+        }
         println!("child done");
         return;
     }

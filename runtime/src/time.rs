@@ -53,6 +53,13 @@ pub fn sleep_until(deadline: Instant) {
         }
         return;
     }
+    if Instant::now() >= deadline {
+        // Already past (`sleep(Duration::ZERO)`, a nanosecond): still a scheduling point, as
+        // every timed wait is (`park::give_way_once`); a G sleeping zero in a loop until
+        // another sets a flag would otherwise never let that G run on a single P.
+        crate::park::yield_now();
+        return;
+    }
     crate::dump::set_wait(crate::dump::Wait::Sleep);
     while Instant::now() < deadline {
         park_deadline(deadline);
