@@ -307,6 +307,40 @@ impl PollDesc {
         self.wait_inner(d, deadline, true, since)
     }
 
+    /// Whether a wait is over before it parks: closed, an event `since` the caller's look,
+    /// or (for `wait_unless_hup`) a hang-up. Under the direction's lock (`st`).
+    #[inline(always)]
+    fn over(&self, d: Dir, st: &mut DirState, since: Since, hup: bool) -> Option<io::Result<()>> {
+        if st.closed {
+            return Some(Err(closed_error()));
+        }
+        match since {
+            // Relaxed: the lock orders this load with the poller's bump.
+            Since::Edges(seen) if self.edges_word(d).load(Ordering::Relaxed) != seen => {
+                return Some(Ok(()));
+            }
+            Since::Token if st.ready => {
+                st.ready = false;
+                return Some(Ok(()));
+            }
+            _ => {}
+        }
+        (hup && st.hup).then_some(Ok(()))
+    }
+
+    /// A wait past its deadline before it could park (a timeout of a few nanoseconds, say):
+    /// give way once and look again (`park::give_way_once`), as every timed wait does; a G
+    /// retrying such reads would otherwise hold its P, and the G that would send it data,
+    /// queued behind it, would never run. Out of line: off the round trip's frames.
+    #[cold]
+    #[inline(never)]
+    fn timed_out_unparked(&self, d: Dir, since: Since, hup: bool) -> io::Result<()> {
+        crate::park::yield_now();
+        let mut st = self.dir(d).lock();
+        self.over(d, &mut st, since, hup)
+            .unwrap_or_else(|| Err(timed_out()))
+    }
+
     fn wait_inner(
         &self,
         d: Dir,
@@ -326,39 +360,14 @@ impl PollDesc {
         // the lock, by the poller).
         let me: *mut IoWaiter = &mut w;
         let dir = self.dir(d);
-        // Whether the wait is over before it parks: closed, an event `since` the caller's
-        // look, or (for `wait_unless_hup`) a hang-up. Under the direction's lock.
-        let over = |st: &mut DirState| -> Option<io::Result<()>> {
-            if st.closed {
-                return Some(Err(closed_error()));
-            }
-            match since {
-                // Relaxed: the lock orders this load with the poller's bump.
-                Since::Edges(seen) if self.edges_word(d).load(Ordering::Relaxed) != seen => {
-                    return Some(Ok(()));
-                }
-                Since::Token if st.ready => {
-                    st.ready = false;
-                    return Some(Ok(()));
-                }
-                _ => {}
-            }
-            (hup && st.hup).then_some(Ok(()))
-        };
         {
             let mut st = dir.lock();
-            if let Some(r) = over(&mut st) {
+            if let Some(r) = self.over(d, &mut st, since, hup) {
                 return r;
             }
             if deadline.is_some_and(|t| Instant::now() >= t) {
-                // Past the deadline before parking (a timeout of a few nanoseconds, say):
-                // give way once and look again (`park::give_way_once`), as every timed wait
-                // does; a G retrying such reads would otherwise hold its P, and the G that
-                // would send it data, queued behind it, would never run.
                 drop(st);
-                crate::park::yield_now();
-                let mut st = dir.lock();
-                return over(&mut st).unwrap_or_else(|| Err(timed_out()));
+                return self.timed_out_unparked(d, since, hup);
             }
             // SAFETY: our record, alive until we see it off the queue (below).
             unsafe { st.push(me) };

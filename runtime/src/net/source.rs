@@ -118,7 +118,10 @@ impl<T: AsRawFd> Source<T> {
                 look = true;
                 continue;
             }
-            self.wait_since(dir, deadline, seen.map_or(Since::Token, Since::Edges))?;
+            if let Err(e) = self.wait_since(dir, deadline, seen.map_or(Since::Token, Since::Edges))
+            {
+                return self.last_try(e, &mut f).map(|r| (r, 0));
+            }
             look = look_first;
         }
     }
@@ -140,15 +143,18 @@ impl<T: AsRawFd> Source<T> {
     pub(crate) fn read_stream(
         &self,
         len: usize,
-        mut f: impl FnMut(&T) -> io::Result<usize>,
+        f: impl FnMut(&T) -> io::Result<usize>,
     ) -> io::Result<usize> {
         let deadline = self.deadline(Dir::Read);
         let hint = self.drained.load(Ordering::Relaxed);
         if hint != 0 {
             self.drained.store(0, Ordering::Relaxed);
             if let Some(d) = self.desc.filter(|_| len > 0 && !current_g().is_null()) {
-                if let Err(e) = d.wait_unless_hup(Dir::Read, deadline, Since::Edges(hint as u32)) {
-                    return self.timed_out_read(e, &mut f);
+                match d.wait_unless_hup(Dir::Read, deadline, Since::Edges(hint as u32)) {
+                    // The hint only spares a system call: past the deadline, make the call
+                    // (below), which times out only if it finds nothing (`last_try`).
+                    Err(e) if e.kind() != io::ErrorKind::TimedOut => return Err(e),
+                    _ => {}
                 }
             }
         }
@@ -160,17 +166,14 @@ impl<T: AsRawFd> Source<T> {
         Ok(n)
     }
 
-    /// A read whose wait after a short read ended in `e`. The hint only spares a system
-    /// call, so a timeout makes that call once before it is reported: bytes may have come
-    /// whose edge no M has polled yet, and a std read with a timeout returns bytes that are
-    /// there. Out of line and cold, off the round trip's frames.
+    /// A call whose wait ended in `e`. A timeout makes the call once more before it is
+    /// reported: bytes (or room) may have come whose edge no M has polled yet, and a std
+    /// call with a timeout times out only if nothing was there at its deadline. (After a
+    /// short read, `read_stream`'s wait comes before any system call of the read: there
+    /// this is its only one.) Out of line and cold, off the round trip's frames.
     #[cold]
     #[inline(never)]
-    fn timed_out_read(
-        &self,
-        e: io::Error,
-        f: &mut impl FnMut(&T) -> io::Result<usize>,
-    ) -> io::Result<usize> {
+    fn last_try<R>(&self, e: io::Error, f: &mut impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         if e.kind() != io::ErrorKind::TimedOut {
             return Err(e);
         }
