@@ -333,3 +333,75 @@ fn nanosecond_timed_waits_give_way() {
     }
     run_procs("nanosecond_timed_waits_give_way");
 }
+
+/// Senders retrying `send_timeout(ZERO)` against a receiver that polls with zero-timeout
+/// selects and `recv_timeout(ZERO)`: every value arrives exactly once (the give-way of each
+/// timed-out wait, with its waiter still queued, is where a value may change hands).
+#[test]
+fn zero_timeout_selects_lose_nothing() {
+    if is_child("zero_timeout_selects_lose_nothing") {
+        for cap in [0usize, 3] {
+            const S: usize = 8;
+            const M: usize = 1000;
+            let (tx1, rx1) = gort::chan::bounded::<usize>(cap);
+            let (tx2, rx2) = gort::chan::bounded::<usize>(cap);
+            let mut hs = Vec::new();
+            for s in 0..S {
+                let tx = if s % 2 == 0 { tx1.clone() } else { tx2.clone() };
+                hs.push(gort::go!(move || for i in 0..M {
+                    let mut v = s * M + i;
+                    loop {
+                        match tx.send_timeout(v, Duration::ZERO) {
+                            Ok(()) => break,
+                            Err(gort::chan::SendTimeoutError::Timeout(x)) => v = x,
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                }));
+            }
+            drop((tx1, tx2));
+            let r = gort::go!(move || {
+                let mut seen = vec![false; S * M];
+                let mut n = 0;
+                let mut closed = (false, false);
+                while !(closed.0 && closed.1) {
+                    let (mut o1, mut o2) = (None, None);
+                    let mut sel = gort::chan::Select::new();
+                    if !closed.0 {
+                        sel.recv(&rx1, &mut o1);
+                    }
+                    if !closed.1 {
+                        sel.recv(&rx2, &mut o2);
+                    }
+                    let _ = sel.wait_timeout(Duration::ZERO);
+                    for (o, c) in [(o1, &mut closed.0), (o2, &mut closed.1)] {
+                        match o {
+                            Some(Ok(v)) => {
+                                assert!(!seen[v], "dup {v}");
+                                seen[v] = true;
+                                n += 1;
+                            }
+                            Some(Err(_)) => *c = true,
+                            None => {}
+                        }
+                    }
+                    if n % 7 == 0 && !closed.0 {
+                        if let Ok(v) = rx1.recv_timeout(Duration::ZERO) {
+                            assert!(!seen[v]);
+                            seen[v] = true;
+                            n += 1;
+                        }
+                    }
+                }
+                n
+            });
+            for h in hs {
+                h.join().unwrap();
+            }
+            assert_eq!(r.join().unwrap(), S * M);
+        }
+        println!("child done");
+        return;
+    }
+    run_procs("zero_timeout_selects_lose_nothing");
+}
