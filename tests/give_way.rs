@@ -310,6 +310,30 @@ fn nanosecond_timed_waits_give_way() {
             while !wg.wait_timeout(ns) {}
             m.join().unwrap();
         }
+        // A condition variable's timed wait, for a flag that a napping G sets and notifies.
+        for _ in 0..50 {
+            let pair = Arc::new((gort::sync::Mutex::new(false), gort::sync::Condvar::new()));
+            let p2 = pair.clone();
+            let setter = gort::go!(move || {
+                nap();
+                *p2.0.lock() = true;
+                p2.1.notify_all();
+            });
+            let waiter = gort::go!(move || {
+                let (m, cv) = &*pair;
+                let mut g = m.lock();
+                loop {
+                    let (g2, r) = cv.wait_timeout_while(g, ns, |set| !*set);
+                    g = g2;
+                    if !r.timed_out() {
+                        break;
+                    }
+                }
+                assert!(*g);
+            });
+            waiter.join().unwrap();
+            setter.join().unwrap();
+        }
         // Sleeps of zero and of a nanosecond, in a loop, for a flag that a napping G sets.
         for d in [Duration::ZERO, ns] {
             for _ in 0..50 {
@@ -404,4 +428,43 @@ fn zero_timeout_selects_lose_nothing() {
         return;
     }
     run_procs("zero_timeout_selects_lose_nothing");
+}
+
+/// A pool's timed submit and timed release, retried with a nanosecond's timeout while the
+/// pool's only worker naps: each gives way, so each submit eventually gets the worker and
+/// every accepted task runs.
+#[test]
+fn pool_timed_submit_gives_way() {
+    if is_child("pool_timed_submit_gives_way") {
+        let pool = Arc::new(gort::pool::Pool::new(1).unwrap());
+        let ran = Arc::new(AtomicUsize::new(0));
+        let p1 = pool.clone();
+        let r1 = ran.clone();
+        let accepted = gort::go!(move || {
+            let mut accepted = 0;
+            while accepted < 50 {
+                let ran = r1.clone();
+                let task = move || {
+                    gort::sleep(Duration::from_micros(50));
+                    ran.fetch_add(1, Ordering::Relaxed);
+                };
+                match p1.submit_timeout(task, Duration::from_nanos(1)) {
+                    Ok(()) => accepted += 1,
+                    Err(gort::pool::PoolError::Timeout) => {}
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            accepted
+        })
+        .join()
+        .unwrap();
+        let p2 = pool.clone();
+        gort::go!(move || while p2.release_timeout(Duration::from_nanos(1)).is_err() {})
+            .join()
+            .unwrap();
+        assert_eq!(ran.load(Ordering::Relaxed), accepted);
+        println!("child done");
+        return;
+    }
+    run_procs("pool_timed_submit_gives_way");
 }

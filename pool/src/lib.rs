@@ -182,7 +182,13 @@ impl Mailbox {
     }
 
     /// `wait` until `deadline`: `None` if the state is still `WAITING` then.
+    ///
+    /// A wait whose deadline passed before it could park (a nanosecond's timeout) yields
+    /// once and looks again before it gives up, as the runtime's own timed waits do: a
+    /// submitter retrying such submits would otherwise hold its P, and the worker it waits
+    /// for, queued behind it, would never finish.
     fn wait_until(&self, deadline: Instant) -> Option<u8> {
+        let mut gave_way = false;
         loop {
             // Acquire: pairs with the Release store in `settle`.
             let s = self.state.load(Ordering::Acquire);
@@ -191,9 +197,15 @@ impl Mailbox {
             }
             let now = Instant::now();
             if now >= deadline {
-                return None;
+                if gave_way {
+                    return None;
+                }
+                gave_way = true;
+                gort_runtime::yield_now();
+                continue;
             }
             gort_runtime::park_timeout(deadline - now);
+            gave_way = true;
         }
     }
 

@@ -127,12 +127,18 @@ impl Condvar {
         F: FnMut(&mut T) -> bool,
     {
         let start = Instant::now();
+        let mut waited = false;
         while condition(&mut *guard) {
             let left = match timeout.checked_sub(start.elapsed()) {
                 Some(d) if !d.is_zero() => d,
+                // Out of time before any wait (a nanosecond's timeout): one wait all the same,
+                // which gives way before it times out (`park::give_way_once`), so that a loop
+                // of such calls lets the G that would make the condition false run.
+                _ if !waited => Duration::from_nanos(1),
                 _ => return (guard, WaitTimeoutResult(true)),
             };
             guard = self.wait_timeout(guard, left).0;
+            waited = true;
         }
         (guard, WaitTimeoutResult(false))
     }
