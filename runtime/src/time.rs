@@ -16,7 +16,8 @@ use crate::timer::{Action, TimerState};
 /// threads meanwhile. Outside the runtime it is `std::thread::sleep`.
 ///
 /// It never returns early. How late it returns depends on load: on idle P's a due sleeper
-/// is woken within about a millisecond.
+/// is woken within about a millisecond. It is always a scheduling point: even
+/// `sleep(Duration::ZERO)` lets the other green threads of the P run (it yields).
 ///
 /// # Examples
 ///
@@ -44,7 +45,8 @@ pub fn sleep(d: Duration) {
     sleep_until(deadline);
 }
 
-/// Puts the current green thread to sleep until `deadline`.
+/// Puts the current green thread to sleep until `deadline`. A deadline already past still
+/// yields, as [`sleep`] does.
 pub fn sleep_until(deadline: Instant) {
     if current_g().is_null() {
         let now = Instant::now();
