@@ -1253,10 +1253,13 @@ fn ring_send<T>(
         };
         let token = Token::new(deadline.is_none());
         let w = Waiter::new(&token, 0, None);
-        if ring_register(chan, ring, Side::Send, &w) && !token.wait(deadline, Wait::ChanSend) {
-            ring_unregister(chan, ring, Side::Send, &token);
+        if ring_register(chan, ring, Side::Send, &w) {
+            if !token.wait(deadline, Wait::ChanSend) {
+                ring_unregister(chan, ring, Side::Send, &token);
+            }
+            // The wait parked, gave way itself past its deadline, or found the peer done.
+            gave_way = true;
         }
-        gave_way = true;
         // Woken (a slot freed, or closed), withdrawn, or timed out: try again.
     }
 }
@@ -1280,10 +1283,13 @@ fn ring_recv<T>(chan: &Chan<T>, ring: &Ring<T>, how: Blocking) -> Result<T, Recv
         };
         let token = Token::new(deadline.is_none());
         let w = Waiter::new(&token, 0, None);
-        if ring_register(chan, ring, Side::Recv, &w) && !token.wait(deadline, Wait::ChanRecv) {
-            ring_unregister(chan, ring, Side::Recv, &token);
+        if ring_register(chan, ring, Side::Recv, &w) {
+            if !token.wait(deadline, Wait::ChanRecv) {
+                ring_unregister(chan, ring, Side::Recv, &token);
+            }
+            // The wait parked, gave way itself past its deadline, or found the peer done.
+            gave_way = true;
         }
-        gave_way = true;
     }
 }
 
