@@ -468,3 +468,140 @@ fn pool_timed_submit_gives_way() {
     }
     run_procs("pool_timed_submit_gives_way");
 }
+
+/// xorshift64: the fuzz's draws.
+fn rng(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
+
+/// Twelve senders and six receivers over three channels (capacities 0, 1, 16), every
+/// operation a timed one with a timeout drawn from 0, 1 ns, 1 us, 10 us, 100 us (seeded, so
+/// the same draws every run): `send_timeout`/`recv_timeout` and selects with a timeout,
+/// retried until they complete. Every value is received exactly once, under 1, 2 and 4 P's.
+#[test]
+fn timed_ops_deliver_exactly_once() {
+    if is_child("timed_ops_deliver_exactly_once") {
+        const SENDERS: usize = 12;
+        const PER: usize = 1500;
+        const RECVS: usize = 6;
+        let tos = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(1),
+            Duration::from_micros(10),
+            Duration::from_micros(100),
+        ];
+        let chans: Vec<_> = [0usize, 1, 16]
+            .iter()
+            .map(|&c| gort::chan::bounded::<usize>(c))
+            .collect();
+        let txs: Vec<_> = chans.iter().map(|c| c.0.clone()).collect();
+        let rxs: Vec<_> = chans.iter().map(|c| c.1.clone()).collect();
+        drop(chans);
+        let mut hs = Vec::new();
+        for s in 0..SENDERS {
+            let txs = txs.clone();
+            hs.push(gort::go!(move || {
+                let mut seed = 0x9e3779b97f4a7c15u64 ^ (s as u64 + 1);
+                for i in 0..PER {
+                    let mut v = s * PER + i;
+                    loop {
+                        let r = rng(&mut seed);
+                        let to = tos[(r % 5) as usize];
+                        let k = ((r >> 8) % 3) as usize;
+                        if (r >> 16) % 4 == 0 {
+                            let mut out = None;
+                            let mut sel = gort::chan::Select::new();
+                            sel.send(&txs[k], v, &mut out);
+                            let _ = sel.wait_timeout(to);
+                            match out {
+                                Some(Ok(())) => break,
+                                Some(Err(e)) => panic!("{e:?}"),
+                                None => {}
+                            }
+                        } else {
+                            match txs[k].send_timeout(v, to) {
+                                Ok(()) => break,
+                                Err(gort::chan::SendTimeoutError::Timeout(x)) => v = x,
+                                Err(e) => panic!("{e:?}"),
+                            }
+                        }
+                        if (r >> 20) % 8 == 0 {
+                            gort::yield_now();
+                        }
+                    }
+                }
+            }));
+        }
+        drop(txs);
+        let got = Arc::new(
+            (0..SENDERS * PER)
+                .map(|_| AtomicUsize::new(0))
+                .collect::<Vec<_>>(),
+        );
+        let mut rh = Vec::new();
+        for r in 0..RECVS {
+            let rxs = rxs.clone();
+            let got = got.clone();
+            rh.push(gort::go!(move || {
+                let mut seed = 0x1234567u64 ^ (r as u64 + 99);
+                let mut open = [true; 3];
+                while open.iter().any(|&o| o) {
+                    let x = rng(&mut seed);
+                    let to = tos[(x % 5) as usize];
+                    if (x >> 8) % 2 == 0 {
+                        let (mut o0, mut o1, mut o2) = (None, None, None);
+                        let mut sel = gort::chan::Select::new();
+                        if open[0] {
+                            sel.recv(&rxs[0], &mut o0);
+                        }
+                        if open[1] {
+                            sel.recv(&rxs[1], &mut o1);
+                        }
+                        if open[2] {
+                            sel.recv(&rxs[2], &mut o2);
+                        }
+                        let _ = sel.wait_timeout(to);
+                        for (k, o) in [o0, o1, o2].into_iter().enumerate() {
+                            match o {
+                                Some(Ok(v)) => {
+                                    got[v].fetch_add(1, Ordering::Relaxed);
+                                }
+                                Some(Err(_)) => open[k] = false,
+                                None => {}
+                            }
+                        }
+                    } else {
+                        let k = ((x >> 16) % 3) as usize;
+                        if !open[k] {
+                            continue;
+                        }
+                        match rxs[k].recv_timeout(to) {
+                            Ok(v) => {
+                                got[v].fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(gort::chan::RecvTimeoutError::Closed) => open[k] = false,
+                            Err(_) => {}
+                        }
+                    }
+                }
+            }));
+        }
+        drop(rxs);
+        for h in hs {
+            h.join().unwrap();
+        }
+        for h in rh {
+            h.join().unwrap();
+        }
+        for (i, c) in got.iter().enumerate() {
+            assert_eq!(c.load(Ordering::Relaxed), 1, "value {i}");
+        }
+        println!("child done");
+        return;
+    }
+    run_procs("timed_ops_deliver_exactly_once");
+}
