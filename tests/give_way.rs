@@ -605,3 +605,56 @@ fn timed_ops_deliver_exactly_once() {
     }
     run_procs("timed_ops_deliver_exactly_once");
 }
+
+/// Sixteen G's taking one or two of three permits with seeded timeouts from 0 to 100 us, and
+/// the main thread waiting for them with nanosecond waits: never more than three held, and
+/// all three free at the end.
+#[test]
+fn semaphore_timed_acquires_conserve_permits() {
+    if is_child("semaphore_timed_acquires_conserve_permits") {
+        let tos = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(1),
+            Duration::from_micros(10),
+            Duration::from_micros(100),
+        ];
+        let sem = Arc::new(gort::sync::Semaphore::new(3));
+        let held = Arc::new(AtomicUsize::new(0));
+        let wg = gort::sync::WaitGroup::new();
+        let mut hs = Vec::new();
+        for g in 0..16u64 {
+            let (sem, held, wg) = (sem.clone(), held.clone(), wg.clone());
+            wg.add(1);
+            hs.push(gort::go!(move || {
+                let mut seed = 0xabcdef ^ (g + 1);
+                let mut got = 0;
+                for _ in 0..1500 {
+                    let r = rng(&mut seed);
+                    let n = 1 + (r % 2) as usize;
+                    let to = tos[((r >> 4) % 5) as usize];
+                    if let Some(p) = sem.acquire_many_timeout(n, to) {
+                        let h = held.fetch_add(n, Ordering::SeqCst) + n;
+                        assert!(h <= 3, "{h} held");
+                        if (r >> 12) % 3 == 0 {
+                            gort::yield_now();
+                        }
+                        held.fetch_sub(n, Ordering::SeqCst);
+                        drop(p);
+                        got += 1;
+                    }
+                }
+                wg.done();
+                got
+            }));
+        }
+        // The main thread waits with tiny timeouts too.
+        while !wg.wait_timeout(Duration::from_nanos(1)) {}
+        let total: usize = hs.into_iter().map(|h| h.join().unwrap()).sum();
+        assert!(total > 0);
+        assert!(sem.try_acquire_many(3).is_some());
+        println!("child done");
+        return;
+    }
+    run_procs("semaphore_timed_acquires_conserve_permits");
+}
