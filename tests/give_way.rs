@@ -6,7 +6,7 @@
 //! and 4 P's, with a deadline that turns a hang into a failure; counts checked exactly.
 mod common;
 use common::*;
-use gort::net::{TcpListener, TcpStream};
+use gort::net::{PollFd, TcpListener, TcpStream};
 use std::io::{ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -657,4 +657,98 @@ fn semaphore_timed_acquires_conserve_permits() {
         return;
     }
     run_procs("semaphore_timed_acquires_conserve_permits");
+}
+
+/// A pipe's two ends.
+fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array; checked below.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: two fresh fds, each owned once.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// A `PollFd` reader waiting with `readable_timeout` of 1 ns to 30 us, draining to `EAGAIN`
+/// after each readiness, against a writer of random-sized chunks: every byte once, in order.
+#[test]
+fn pollfd_readable_timeouts_race_data() {
+    if is_child("pollfd_readable_timeouts_race_data") {
+        let tos = [
+            Duration::from_nanos(1),
+            Duration::from_micros(1),
+            Duration::from_micros(30),
+        ];
+        for round in 0..20 {
+            let (r, w) = pipe();
+            let r = PollFd::new(r).unwrap();
+            let w = PollFd::new(w).unwrap();
+            const TOTAL: usize = 20_000;
+            let reader = gort::go!(move || {
+                let mut got = 0usize;
+                let mut expect = 0u8;
+                let mut buf = [0u8; 97];
+                let mut i = 0usize;
+                while got < TOTAL {
+                    i += 1;
+                    match r.readable_timeout(tos[(i + round) % 3]) {
+                        Ok(()) => loop {
+                            match r.get_ref().read(&mut buf) {
+                                Ok(0) if got == TOTAL => break,
+                                Ok(0) => panic!("eof at {got}"),
+                                Ok(n) => {
+                                    for &b in &buf[..n] {
+                                        assert_eq!(b, expect);
+                                        expect = expect.wrapping_add(1);
+                                    }
+                                    got += n;
+                                }
+                                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                                Err(e) => panic!("{e}"),
+                            }
+                        },
+                        Err(e) if e.kind() == ErrorKind::TimedOut => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                got
+            });
+            let writer = gort::go!(move || {
+                let mut x = 0u8;
+                let mut sent = 0;
+                let mut k = 1usize;
+                while sent < TOTAL {
+                    k = k.wrapping_mul(1103515245).wrapping_add(12345);
+                    let n = (1 + (k >> 8) % 300).min(TOTAL - sent);
+                    let v: Vec<u8> = (0..n)
+                        .map(|_| {
+                            let y = x;
+                            x = x.wrapping_add(1);
+                            y
+                        })
+                        .collect();
+                    let mut off = 0;
+                    while off < n {
+                        off += w.write_with(|mut f| f.write(&v[off..])).unwrap();
+                    }
+                    sent += n;
+                    if (k >> 20) % 4 == 0 {
+                        gort::sleep(Duration::from_micros(20));
+                    } else {
+                        gort::yield_now();
+                    }
+                }
+            });
+            writer.join().unwrap();
+            assert_eq!(reader.join().unwrap(), TOTAL);
+        }
+        println!("child done");
+        return;
+    }
+    run_procs("pollfd_readable_timeouts_race_data");
 }
