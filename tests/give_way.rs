@@ -752,3 +752,39 @@ fn pollfd_readable_timeouts_race_data() {
     }
     run_procs("pollfd_readable_timeouts_race_data");
 }
+
+/// `block_on` of a future that wakes itself and returns `Pending` until a flag is set (an
+/// executor's yield, or a busy-polling future): the G goes through the scheduler between
+/// polls, so the napping G that sets the flag runs, as the task would go to the back of an
+/// executor's queue.
+#[test]
+fn block_on_self_waking_future_gives_way() {
+    if is_child("block_on_self_waking_future_gives_way") {
+        for _ in 0..50 {
+            let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let f2 = flag.clone();
+            let polls = gort::go!(move || {
+                let mut polls = 0usize;
+                gort::block_on(std::future::poll_fn(|cx| {
+                    polls += 1;
+                    if flag.load(Ordering::Acquire) {
+                        std::task::Poll::Ready(())
+                    } else {
+                        cx.waker().wake_by_ref();
+                        std::task::Poll::Pending
+                    }
+                }));
+                polls
+            });
+            let setter = gort::go!(move || {
+                gort::sleep(Duration::from_micros(50));
+                f2.store(true, Ordering::Release);
+            });
+            assert!(polls.join().unwrap() >= 1);
+            setter.join().unwrap();
+        }
+        println!("child done");
+        return;
+    }
+    run_procs("block_on_self_waking_future_gives_way");
+}

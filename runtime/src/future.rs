@@ -40,7 +40,10 @@ impl Wake for BlockOnWaker {
 /// the future's waker is woken (from any green thread, OS thread or other runtime); on a
 /// plain OS thread it parks the thread. So a runtime-agnostic async library can be called
 /// from plain gort code. (A future that needs a particular runtime's reactor, such as
-/// tokio's sockets, still needs that runtime running.)
+/// tokio's sockets, still needs that runtime running.) A future that wakes itself while it
+/// is polled (an executor's yield, a future that polls a condition) is polled again only
+/// after the green thread has given way, as such a task goes to the back of an executor's
+/// queue.
 ///
 /// # Examples
 ///
@@ -62,8 +65,18 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
             return v;
         }
-        crate::dump::set_wait(crate::dump::Wait::Future);
         // Acquire: pairs with the Release swap in `wake_by_ref`.
+        if state.woken.swap(false, Ordering::Acquire) {
+            // Woken during its own poll (a future that wakes itself to be polled again, as
+            // an executor's yield does, or one that polls a condition): go through the
+            // scheduler before the next poll, as such a task goes to the back of an
+            // executor's queue. Polling again at once would keep the P, and the G that would
+            // make the future ready, queued behind this one, would never run.
+            crate::park::yield_now();
+            continue;
+        }
+        crate::dump::set_wait(crate::dump::Wait::Future);
+        // Acquire: as above.
         while !state.woken.swap(false, Ordering::Acquire) {
             crate::park::park();
         }
