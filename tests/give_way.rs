@@ -8,21 +8,42 @@ mod common;
 use common::*;
 use gort::net::{PollFd, TcpListener, TcpStream};
 use std::io::{ErrorKind, Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn run_procs(test: &str) {
-    for procs in ["1", "2", "4"] {
-        let o =
-            run_child_with_deadline(test, &[("GORT_MAXPROCS", procs)], Duration::from_secs(120));
-        assert_success(&o);
-        assert!(
-            stdout(&o).contains("child done"),
-            "P={procs}: {}\n{}",
-            stdout(&o),
-            stderr(&o)
-        );
+/// A short sleep: what the G a waiter waits for does before it acts.
+fn nap() {
+    gort::sleep(Duration::from_micros(50));
+}
+
+/// Runs `wait` in a G with a flag that a second G, queued behind it, sets after a nap; joins
+/// both. `wait` returns once it has seen the flag set.
+fn wait_for_napping_setter(wait: impl FnOnce(&AtomicBool) + Send + 'static) {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f2 = flag.clone();
+    let waiter = gort::go!(move || wait(&flag));
+    let setter = gort::go!(move || {
+        nap();
+        f2.store(true, Ordering::Release);
+    });
+    waiter.join().unwrap();
+    setter.join().unwrap();
+}
+
+/// Sends `v` on `tx`, retrying `send_timeout` with `timeout` until it goes; returns how
+/// many times it timed out.
+fn send_retrying(tx: &gort::chan::Sender<usize>, mut v: usize, timeout: Duration) -> usize {
+    let mut misses = 0;
+    loop {
+        match tx.send_timeout(v, timeout) {
+            Ok(()) => return misses,
+            Err(gort::chan::SendTimeoutError::Timeout(x)) => {
+                v = x;
+                misses += 1;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
     }
 }
 
@@ -105,7 +126,7 @@ fn read_deadline_races_data() {
         println!("child done");
         return;
     }
-    run_procs("read_deadline_races_data");
+    run_procs("read_deadline_races_data", &[]);
 }
 
 /// Writers with a short write timeout against slow readers: what `write` says it wrote is
@@ -176,33 +197,24 @@ fn write_deadline_races_room() {
         println!("child done");
         return;
     }
-    run_procs("write_deadline_races_room");
+    run_procs("write_deadline_races_room", &[]);
 }
 
 /// A G that spins with `yield_now` waiting for a G in `sleep`: the timer still fires.
 #[test]
 fn yield_spin_waits_for_sleeper() {
     if is_child("yield_spin_waits_for_sleeper") {
-        use std::sync::atomic::AtomicBool;
         for _ in 0..50 {
-            let flag = Arc::new(AtomicBool::new(false));
-            let f2 = flag.clone();
-            let a = gort::go!(move || {
-                gort::sleep(Duration::from_micros(200));
-                f2.store(true, Ordering::Release);
-            });
-            let b = gort::go!(move || {
+            wait_for_napping_setter(|flag| {
                 while !flag.load(Ordering::Acquire) {
                     gort::yield_now();
                 }
             });
-            b.join().unwrap();
-            a.join().unwrap();
         }
         println!("child done");
         return;
     }
-    run_procs("yield_spin_waits_for_sleeper");
+    run_procs("yield_spin_waits_for_sleeper", &[]);
 }
 
 /// Timed waits of a nanosecond, retried in a loop, for something a G queued behind the
@@ -212,7 +224,6 @@ fn nanosecond_timed_waits_give_way() {
     if is_child("nanosecond_timed_waits_give_way") {
         const N: usize = 200;
         let ns = Duration::from_nanos(1);
-        let nap = || gort::sleep(Duration::from_micros(50));
         for cap in [0usize, 4] {
             // recv_timeout against a sender that naps between sends.
             let (tx, rx) = gort::chan::bounded::<usize>(cap);
@@ -242,23 +253,7 @@ fn nanosecond_timed_waits_give_way() {
                     rx.recv().unwrap()
                 })
                 .collect::<Vec<_>>());
-            let s = gort::go!(move || {
-                let mut misses = 0usize;
-                for i in 0..N {
-                    let mut v = i;
-                    loop {
-                        match tx.send_timeout(v, ns) {
-                            Ok(()) => break,
-                            Err(gort::chan::SendTimeoutError::Timeout(x)) => {
-                                v = x;
-                                misses += 1;
-                            }
-                            Err(e) => panic!("{e:?}"),
-                        }
-                    }
-                }
-                misses
-            });
+            let s = gort::go!(move || (0..N).map(|i| send_retrying(&tx, i, ns)).sum::<usize>());
             s.join().unwrap();
             assert_eq!(r.join().unwrap(), (0..N).collect::<Vec<_>>());
         }
@@ -337,25 +332,17 @@ fn nanosecond_timed_waits_give_way() {
         // Sleeps of zero and of a nanosecond, in a loop, for a flag that a napping G sets.
         for d in [Duration::ZERO, ns] {
             for _ in 0..50 {
-                let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let f2 = flag.clone();
-                let spinner = gort::go!(move || {
+                wait_for_napping_setter(move |flag| {
                     while !flag.load(Ordering::Acquire) {
                         gort::sleep(d);
                     }
                 });
-                let setter = gort::go!(move || {
-                    nap();
-                    f2.store(true, Ordering::Release);
-                });
-                spinner.join().unwrap();
-                setter.join().unwrap();
             }
         }
         println!("child done");
         return;
     }
-    run_procs("nanosecond_timed_waits_give_way");
+    run_procs("nanosecond_timed_waits_give_way", &[]);
 }
 
 /// Senders retrying `send_timeout(ZERO)` against a receiver that polls with zero-timeout
@@ -373,14 +360,7 @@ fn zero_timeout_selects_lose_nothing() {
             for s in 0..S {
                 let tx = if s % 2 == 0 { tx1.clone() } else { tx2.clone() };
                 hs.push(gort::go!(move || for i in 0..M {
-                    let mut v = s * M + i;
-                    loop {
-                        match tx.send_timeout(v, Duration::ZERO) {
-                            Ok(()) => break,
-                            Err(gort::chan::SendTimeoutError::Timeout(x)) => v = x,
-                            Err(e) => panic!("{e:?}"),
-                        }
-                    }
+                    send_retrying(&tx, s * M + i, Duration::ZERO);
                 }));
             }
             drop((tx1, tx2));
@@ -427,7 +407,7 @@ fn zero_timeout_selects_lose_nothing() {
         println!("child done");
         return;
     }
-    run_procs("zero_timeout_selects_lose_nothing");
+    run_procs("zero_timeout_selects_lose_nothing", &[]);
 }
 
 /// A pool's timed submit and timed release, retried with a nanosecond's timeout while the
@@ -466,7 +446,7 @@ fn pool_timed_submit_gives_way() {
         println!("child done");
         return;
     }
-    run_procs("pool_timed_submit_gives_way");
+    run_procs("pool_timed_submit_gives_way", &[]);
 }
 
 /// xorshift64: the fuzz's draws.
@@ -603,7 +583,7 @@ fn timed_ops_deliver_exactly_once() {
         println!("child done");
         return;
     }
-    run_procs("timed_ops_deliver_exactly_once");
+    run_procs("timed_ops_deliver_exactly_once", &[]);
 }
 
 /// Sixteen G's taking one or two of three permits with seeded timeouts from 0 to 100 us, and
@@ -656,22 +636,7 @@ fn semaphore_timed_acquires_conserve_permits() {
         println!("child done");
         return;
     }
-    run_procs("semaphore_timed_acquires_conserve_permits");
-}
-
-/// A pipe's two ends.
-fn pipe() -> (std::fs::File, std::fs::File) {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two fds into the array; checked below.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: two fresh fds, each owned once.
-    unsafe {
-        (
-            std::fs::File::from_raw_fd(fds[0]),
-            std::fs::File::from_raw_fd(fds[1]),
-        )
-    }
+    run_procs("semaphore_timed_acquires_conserve_permits", &[]);
 }
 
 /// A `PollFd` reader waiting with `readable_timeout` of 1 ns to 30 us, draining to `EAGAIN`
@@ -750,7 +715,7 @@ fn pollfd_readable_timeouts_race_data() {
         println!("child done");
         return;
     }
-    run_procs("pollfd_readable_timeouts_race_data");
+    run_procs("pollfd_readable_timeouts_race_data", &[]);
 }
 
 /// `block_on` of a future that wakes itself and returns `Pending` until a flag is set (an
@@ -761,9 +726,7 @@ fn pollfd_readable_timeouts_race_data() {
 fn block_on_self_waking_future_gives_way() {
     if is_child("block_on_self_waking_future_gives_way") {
         for _ in 0..50 {
-            let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let f2 = flag.clone();
-            let polls = gort::go!(move || {
+            wait_for_napping_setter(|flag| {
                 let mut polls = 0usize;
                 gort::block_on(std::future::poll_fn(|cx| {
                     polls += 1;
@@ -774,17 +737,11 @@ fn block_on_self_waking_future_gives_way() {
                         std::task::Poll::Pending
                     }
                 }));
-                polls
+                assert!(polls >= 1);
             });
-            let setter = gort::go!(move || {
-                gort::sleep(Duration::from_micros(50));
-                f2.store(true, Ordering::Release);
-            });
-            assert!(polls.join().unwrap() >= 1);
-            setter.join().unwrap();
         }
         println!("child done");
         return;
     }
-    run_procs("block_on_self_waking_future_gives_way");
+    run_procs("block_on_self_waking_future_gives_way", &[]);
 }

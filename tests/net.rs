@@ -12,22 +12,6 @@ use std::time::Duration;
 
 use gort::net::{PollFd, TcpListener, TcpStream, UdpSocket};
 
-/// Runs `test`'s child body under 1, 2 and 4 P's.
-fn run_procs(test: &str, extra: &[(&str, &str)]) {
-    for procs in ["1", "2", "4"] {
-        let mut env = vec![("GORT_MAXPROCS", procs)];
-        env.extend_from_slice(extra);
-        let o = run_child_with_deadline(test, &env, Duration::from_secs(120));
-        assert_success(&o);
-        assert!(
-            stdout(&o).contains("child done"),
-            "GORT_MAXPROCS={procs}: {}\n{}",
-            stdout(&o),
-            stderr(&o)
-        );
-    }
-}
-
 /// An echo server on a fresh port: a green thread accepts, one per connection echoes.
 fn echo_server() -> std::net::SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1057,20 +1041,6 @@ fn pollfd_on_a_file_epoll_refuses() {
 }
 
 /// A pipe, as two files (`std::io::pipe` is newer than the supported Rust).
-fn pipe() -> (std::fs::File, std::fs::File) {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two fds into the array; checked below.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: two fresh fds, each owned once.
-    unsafe {
-        (
-            std::fs::File::from_raw_fd(fds[0]),
-            std::fs::File::from_raw_fd(fds[1]),
-        )
-    }
-}
-
 /// The runtime raises the soft open-file limit to the hard one at start, unless told not
 /// to.
 #[test]

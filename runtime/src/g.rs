@@ -621,11 +621,7 @@ impl G {
                 while !join_word::is_done(&self.join) {
                     match deadline {
                         None => crate::park::park(),
-                        Some(d) if Instant::now() < d => {
-                            crate::park::park_deadline(d);
-                            gave_way = true;
-                        }
-                        Some(_) if crate::park::give_way_once(&mut gave_way) => {}
+                        Some(d) if crate::park::park_until(d, &mut gave_way) => {}
                         Some(_) => {
                             // SAFETY: our joiner, registered above.
                             if unsafe { self.withdraw_joiner() } {

@@ -219,19 +219,23 @@ pub(crate) fn park_deadline(deadline: Instant) {
     }
 }
 
-/// For a timed wait whose deadline has passed: true the first time in the wait (`gave_way`
-/// false), after yielding once, so the caller looks at its condition again before it
-/// reports the timeout; false once the wait has parked or given way. A wait that times out
-/// is a scheduling point even when its deadline passed before it could park (a timeout of a
-/// few nanoseconds): a std thread's timed wait gives up its CPU, and Go's parks. Without
-/// this, a G that retries such a wait in a loop holds its P, and the G it waits for, queued
-/// behind it, never runs.
-pub(crate) fn give_way_once(gave_way: &mut bool) -> bool {
-    if *gave_way {
+/// One step of a timed wait, between two looks at its condition: parks until `deadline`
+/// (`park_deadline`) and returns true; past the deadline, yields once and returns true if
+/// the wait has neither parked nor yielded yet (`gave_way`), else returns false: give up.
+///
+/// So a wait that times out is a scheduling point even when its deadline passed before it
+/// could park (a timeout of a few nanoseconds): a std thread's timed wait gives up its CPU,
+/// and Go's parks. Without the yield, a G that retries such a wait in a loop holds its P,
+/// and the G it waits for, queued behind it, never runs.
+pub(crate) fn park_until(deadline: Instant, gave_way: &mut bool) -> bool {
+    if Instant::now() < deadline {
+        park_deadline(deadline);
+    } else if *gave_way {
         return false;
+    } else {
+        yield_now();
     }
     *gave_way = true;
-    yield_now();
     true
 }
 

@@ -55,17 +55,12 @@ pub fn sleep_until(deadline: Instant) {
         }
         return;
     }
-    if Instant::now() >= deadline {
-        // Already past (`sleep(Duration::ZERO)`, a nanosecond): still a scheduling point, as
-        // every timed wait is (`park::give_way_once`); a G sleeping zero in a loop until
-        // another sets a flag would otherwise never let that G run on a single P.
-        crate::park::yield_now();
-        return;
-    }
     crate::dump::set_wait(crate::dump::Wait::Sleep);
-    while Instant::now() < deadline {
-        park_deadline(deadline);
-    }
+    // Parks until the deadline; one already past (`sleep(Duration::ZERO)`, a nanosecond)
+    // still yields once, as every timed wait does (`park::park_until`): a G sleeping zero in
+    // a loop until another sets a flag would otherwise never let that G run on a single P.
+    let mut gave_way = false;
+    while crate::park::park_until(deadline, &mut gave_way) {}
 }
 
 /// A channel that receives the current time once, after `d` (Go's `time.After`). For

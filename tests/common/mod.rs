@@ -159,3 +159,34 @@ pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// Runs `test`'s child body under 1, 2 and 4 P's.
+pub fn run_procs(test: &str, extra: &[(&str, &str)]) {
+    for procs in ["1", "2", "4"] {
+        let mut env = vec![("GORT_MAXPROCS", procs)];
+        env.extend_from_slice(extra);
+        let o = run_child_with_deadline(test, &env, Duration::from_secs(120));
+        assert_success(&o);
+        assert!(
+            stdout(&o).contains("child done"),
+            "GORT_MAXPROCS={procs}: {}\n{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+}
+
+/// A pipe's two ends (blocking; `PollFd::new` makes them non-blocking).
+pub fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array; checked below.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: two fresh fds, each owned once.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}

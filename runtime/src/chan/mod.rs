@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dump::Wait;
-use crate::park::{give_way_once, park, park_deadline, park_g, Unparker, Waker};
+use crate::park::{park, park_g, park_until, Unparker, Waker};
 use crate::spin::{SpinGuard, SpinMutex};
 use crate::timer::TimerState;
 
@@ -117,22 +117,16 @@ impl Token {
                     Waker::G(g) => unsafe { park_g(g) },
                     Waker::Thread(_) => park(),
                 },
-                Some(d) => {
-                    if Instant::now() >= d {
-                        if give_way_once(&mut gave_way) {
-                            continue;
-                        }
-                        if self.cancel() {
-                            return false;
-                        }
-                        // Claimed just now: the completer is mid-way; wait for it.
-                        while !self.is_done() {
-                            park();
-                        }
-                        return true;
+                Some(d) if park_until(d, &mut gave_way) => {}
+                Some(_) => {
+                    if self.cancel() {
+                        return false;
                     }
-                    park_deadline(d);
-                    gave_way = true;
+                    // Claimed just now: the completer is mid-way; wait for it.
+                    while !self.is_done() {
+                        park();
+                    }
+                    return true;
                 }
             }
         }
@@ -1246,8 +1240,11 @@ fn ring_send<T>(
             Err(PushError::Full(x)) => v = x,
         }
         let Some(deadline) = next_deadline(how) else {
-            if matches!(how, Blocking::Until(_)) && give_way_once(&mut gave_way) {
-                continue;
+            // Past the deadline before queueing: give way once, then try again.
+            if let Blocking::Until(d) = how {
+                if park_until(d, &mut gave_way) {
+                    continue;
+                }
             }
             return Err(SendTimeoutError::Timeout(v));
         };
@@ -1276,8 +1273,11 @@ fn ring_recv<T>(chan: &Chan<T>, ring: &Ring<T>, how: Blocking) -> Result<T, Recv
             Err(PopError::Empty) => {}
         }
         let Some(deadline) = next_deadline(how) else {
-            if matches!(how, Blocking::Until(_)) && give_way_once(&mut gave_way) {
-                continue;
+            // Past the deadline before queueing: give way once, then try again.
+            if let Blocking::Until(d) = how {
+                if park_until(d, &mut gave_way) {
+                    continue;
+                }
             }
             return Err(RecvTimeoutError::Timeout);
         };
@@ -1837,14 +1837,10 @@ fn empty_select(how: Blocking) -> Option<usize> {
     loop {
         match d {
             None => park(),
-            Some(d) if Instant::now() >= d => {
-                if !give_way_once(&mut gave_way) {
+            Some(d) => {
+                if !park_until(d, &mut gave_way) {
                     return None;
                 }
-            }
-            Some(d) => {
-                park_deadline(d);
-                gave_way = true;
             }
         }
     }

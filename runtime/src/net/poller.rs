@@ -329,7 +329,7 @@ impl PollDesc {
     }
 
     /// A wait past its deadline before it could park (a timeout of a few nanoseconds, say):
-    /// give way once and look again (`park::give_way_once`), as every timed wait does; a G
+    /// give way once and look again (`park::park_until`), as every timed wait does; a G
     /// retrying such reads would otherwise hold its P, and the G that would send it data,
     /// queued behind it, would never run. Out of line: off the round trip's frames.
     #[cold]

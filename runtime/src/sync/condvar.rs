@@ -132,7 +132,7 @@ impl Condvar {
             let left = match timeout.checked_sub(start.elapsed()) {
                 Some(d) if !d.is_zero() => d,
                 // Out of time before any wait (a nanosecond's timeout): one wait all the same,
-                // which gives way before it times out (`park::give_way_once`), so that a loop
+                // which gives way before it times out (`park::park_until`), so that a loop
                 // of such calls lets the G that would make the condition false run.
                 _ if !waited => Duration::from_nanos(1),
                 _ => return (guard, WaitTimeoutResult(true)),

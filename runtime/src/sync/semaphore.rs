@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use super::waiter::lock;
-use crate::park::{park, park_deadline, Unparker};
+use crate::park::{park, park_until, Unparker};
 
 /// In `Semaphore::state`: the wait queue is not empty. Set and cleared under the queue lock;
 /// while it is set the count is 0 (every freed permit goes to a waiter), so the fast paths,
@@ -279,11 +279,7 @@ impl Semaphore {
             }
             match deadline {
                 None => park(),
-                Some(d) if Instant::now() < d => {
-                    park_deadline(d);
-                    gave_way = true;
-                }
-                Some(_) if crate::park::give_way_once(&mut gave_way) => {}
+                Some(d) if park_until(d, &mut gave_way) => {}
                 Some(_) => break,
             }
         }

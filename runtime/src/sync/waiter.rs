@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard};
 use std::time::Instant;
 
 pub(super) use crate::dump::Wait;
-use crate::park::{park, park_deadline, Unparker};
+use crate::park::{park, park_until, Unparker};
 
 /// One waiting green thread or OS thread.
 pub(super) struct Node {
@@ -47,14 +47,9 @@ impl Node {
         crate::dump::set_wait(reason);
         let mut gave_way = false;
         while !self.is_set() {
-            if Instant::now() >= deadline {
-                if crate::park::give_way_once(&mut gave_way) {
-                    continue;
-                }
+            if !park_until(deadline, &mut gave_way) {
                 return false;
             }
-            park_deadline(deadline);
-            gave_way = true;
         }
         true
     }
